@@ -1,0 +1,164 @@
+"""Per-run state: ids, mod state, trace, deadline, and the run's background work.
+
+A run is one top-level execution (a brick called by a host, or a starter-brick run). Its
+background steps run in the *runtime's* task group, each under a cancel scope the run keeps,
+so cancelling the run or reaching its deadline cancels them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._state import ModVariables
+from ._trace import TraceRecord
+from .errors import BrickError, BrickrunError, RunError
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["RunState"]
+
+log = logging.getLogger("brickrun.run")
+
+
+class RunState:
+    """Everything a pipeline needs while it runs, shared by its sub-pipelines."""
+
+    __slots__ = (
+        "_cancelled",
+        "_scopes",
+        "component_state",
+        "deadline",
+        "depth",
+        "deployment_id",
+        "mod_component_id",
+        "mod_id",
+        "mod_state",
+        "mod_version",
+        "on_background_error",
+        "page_state",
+        "pending",
+        "run_id",
+        "runtime",
+        "trace",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        mod_state: ModVariables | None = None,
+        component_state: ModVariables | None = None,
+        page_state: ModVariables | None = None,
+        mod_id: str | None = None,
+        mod_version: str | None = None,
+        deployment_id: str | None = None,
+        mod_component_id: str | None = None,
+        deadline: float = math.inf,
+        on_background_error: Callable[[RunState, RunError], None] | None = None,
+    ) -> None:
+        self.run_id = str(uuid.uuid4())
+        self.runtime = runtime
+        self.mod_state = mod_state if mod_state is not None else ModVariables()
+        self.component_state = component_state if component_state is not None else ModVariables()
+        self.page_state = page_state if page_state is not None else ModVariables()
+        self.mod_id = mod_id
+        self.mod_version = mod_version
+        self.deployment_id = deployment_id
+        self.mod_component_id = mod_component_id
+        self.deadline = deadline
+        self.on_background_error = on_background_error
+        self.trace: list[TraceRecord] = []
+        self.depth = 0
+        self.pending = 0
+        self._scopes: set[anyio.CancelScope] = set()
+        self._cancelled = False
+
+    def state(self, namespace: str) -> ModVariables:
+        """PixieBrix state namespaces: ``blueprint`` (the mod's), ``extension``, ``shared``."""
+        if namespace == "blueprint":
+            return self.mod_state
+        if namespace == "extension":
+            return self.component_state
+        if namespace == "shared":
+            return self.page_state
+        raise ValueError(
+            f"unknown state namespace {namespace!r}; expected blueprint, extension or shared"
+        )
+
+    def record(self, record: TraceRecord) -> None:
+        self.trace.append(record)
+        subscribers = self.runtime.trace_subscribers
+        if subscribers:
+            for callback in tuple(subscribers):
+                try:
+                    callback(record)
+                except Exception:  # a broken subscriber must not break the run
+                    log.exception("trace subscriber failed")
+
+    def start_background(
+        self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
+    ) -> None:
+        """Run ``fn`` in the runtime's task group under this run's deadline and cancellation."""
+        self.pending += 1
+        self.runtime._background_started()
+        self.runtime.task_group.start_soon(self._background, fn, step_path, brick_id)
+
+    async def _background(
+        self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
+    ) -> None:
+        with anyio.CancelScope(deadline=self.deadline) as scope:
+            if self._cancelled:
+                scope.cancel()
+            self._scopes.add(scope)
+            started = time.perf_counter()
+            try:
+                await fn()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                error = exc if isinstance(exc, RunError) else _wrap(exc)
+                self.record(
+                    TraceRecord(
+                        self.run_id,
+                        step_path,
+                        brick_id,
+                        "error",
+                        {"name": error.name, "message": error.message, "background": True},
+                        (time.perf_counter() - started) * 1000,
+                        self.depth,
+                    )
+                )
+                self.runtime.report_background_error(self, error)
+            finally:
+                self._scopes.discard(scope)
+                self.pending -= 1
+                self.runtime._background_finished()
+        if scope.cancelled_caught:
+            self.record(
+                TraceRecord(self.run_id, step_path, brick_id, "error",
+                            {"name": "RunCancelledError", "message": "background step cancelled"})
+            )
+
+    def cancel(self) -> None:
+        """Cancel the run's background work (the foreground is cancelled by its own scope)."""
+        self._cancelled = True
+        for scope in tuple(self._scopes):
+            scope.cancel()
+
+
+def _wrap(exc: BaseException) -> RunError:
+    if isinstance(exc, RunError):
+        return exc
+    error = BrickError(exc)
+    if isinstance(exc, BrickrunError):
+        error.cause_name = exc.name
+    error.__cause__ = exc
+    return error

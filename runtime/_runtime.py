@@ -1,0 +1,251 @@
+"""The runtime: a registry, a clock, a task group for background work, and the run entry points.
+
+``async with Runtime(...) as runtime`` starts the task group that owns background work
+(``async: true`` steps, ``@pixiebrix/run`` with ``async``); leaving the block drains it.
+Nothing here is global: two runtimes in one process share no state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._bricks import Brick
+from ._clock import Clock, SystemClock
+from ._model import Pipeline, Step
+from ._pipeline import run_pipeline
+from ._registry import Registry, builtin_registry
+from ._run import RunState
+from ._state import ModVariables
+from ._trace import TraceRecord, redact
+from .errors import (
+    BrickrunError,
+    RunCancelledError,
+    RunError,
+    RunTimeoutError,
+)
+
+__all__ = ["RunResult", "Runtime"]
+
+log = logging.getLogger("brickrun.runtime")
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: its output, id and trace (``trace`` holds ``TraceRecord``s)."""
+
+    output: Any
+    run_id: str
+    trace: list[TraceRecord] = field(default_factory=list)
+
+
+def _input_step(brick_id: str) -> Step:
+    """A synthetic step that passes the run's input to the brick, so errors carry a frame."""
+    return Step(brick_id=brick_id, render=lambda ctx: ctx["@input"], path=(), location=None)
+
+
+class Runtime:
+    """A brick runtime. Use as ``async with Runtime(...) as runtime:``.
+
+    ``definitions``: folders or files of YAML/JSON definitions to register (after the shipped
+    ones). ``clock``: where ``now`` comes from (a ``VirtualClock`` to freeze time).
+    ``integrations``: configured integrations by id (``@pixiebrix/api`` gets a default).
+    """
+
+    def __init__(
+        self,
+        *,
+        definitions: Iterable[str | os.PathLike[str]] = (),
+        clock: Clock | None = None,
+        integrations: Mapping[str, Mapping[str, Any]] | None = None,
+        entry_points: bool = True,
+    ) -> None:
+        self.registry = Registry(parent=builtin_registry())
+        if entry_points:
+            self.registry.load_entry_points()
+        for path in definitions:
+            self.registry.load_path(path)
+        self.clock: Clock = clock or SystemClock()
+        self.host: Any = None
+        self.storage: Any = None
+        self.trace_subscribers: list[Callable[[TraceRecord], None]] = []
+        self.background_errors: deque[RunError] = deque(maxlen=1000)
+        self.background_error_handlers: list[Callable[[RunState, RunError], None]] = []
+        self._integrations: dict[str, dict[str, Any]] = {
+            "@pixiebrix/api": {"__service": {"id": "@pixiebrix/api"}},
+        }
+        for key, value in (integrations or {}).items():
+            self._integrations[key] = dict(value)
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._pending = 0
+        self._idle: anyio.Event | None = None
+        self._runs: dict[str, tuple[RunState, anyio.CancelScope]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        if self._task_group is not None:
+            raise BrickrunError("this Runtime is already started")
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            if exc is None:
+                await self.drain()
+            else:
+                self._task_group.cancel_scope.cancel()  # type: ignore[union-attr]
+        finally:
+            task_group, self._task_group = self._task_group, None
+            assert task_group is not None
+            result = await task_group.__aexit__(exc_type, exc, tb)
+        return result
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup:
+        if self._task_group is None:
+            raise BrickrunError(
+                "the Runtime is not started; use `async with Runtime(...) as runtime:`"
+            )
+        return self._task_group
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until no background work is left. Returns False if ``timeout`` ran out."""
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            while self._pending:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+            return True
+        return False
+
+    @property
+    def pending(self) -> int:
+        """How many background steps are still running."""
+        return self._pending
+
+    def _background_started(self) -> None:
+        self._pending += 1
+
+    def _background_finished(self) -> None:
+        self._pending -= 1
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+
+    def report_background_error(self, run: RunState, error: RunError) -> None:
+        """A background step failed: log it (no payloads), keep it, tell the handlers."""
+        log.warning(
+            "background step failed in run %s at %s (%s): %s: %s",
+            run.run_id, error.step_path, error.brick_id, error.name, error.message,
+        )
+        self.background_errors.append(error)
+        handlers = list(self.background_error_handlers)
+        if run.on_background_error is not None:
+            handlers.append(run.on_background_error)
+        for handler in handlers:
+            try:
+                handler(run, error)
+            except Exception:  # reporting must never fail the runtime
+                log.exception("background error handler failed")
+
+    # -- configuration -----------------------------------------------------------------------
+    def integration(self, integration_id: str) -> dict[str, Any] | None:
+        """The configured integration of that id (``None`` when none is configured)."""
+        return self._integrations.get(integration_id)
+
+    def subscribe(self, callback: Callable[[TraceRecord], None]) -> Callable[[], None]:
+        """Call ``callback`` with every trace record of every run; returns an unsubscribe."""
+        self.trace_subscribers.append(callback)
+        return lambda: self.trace_subscribers.remove(callback)
+
+    def register(self, brick: Brick) -> Brick:
+        """Register a Python brick with this runtime only."""
+        return self.registry.register(brick)
+
+    def load_definitions(self, path: str | os.PathLike[str]) -> list[str]:
+        """Register the definitions at ``path``; returns their ids."""
+        return [d.id for d in self.registry.load_path(path).definitions]
+
+    # -- running -----------------------------------------------------------------------------
+    def new_run(self, **kwargs: Any) -> RunState:
+        """A fresh run (new run id) bound to this runtime."""
+        return RunState(self, **kwargs)
+
+    async def run_brick(
+        self,
+        ref: str | Brick,
+        input: Any = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+        mod_variables: ModVariables | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        run: RunState | None = None,
+    ) -> RunResult:
+        """Run one brick with ``input`` as its config and return its output and trace.
+
+        ``ref`` is a registered id or a ``Brick``. Errors raise (``RunError`` subclasses carry
+        the failing step's path, brick id, run id and definition location). ``timeout`` is a
+        deadline in seconds for the run and the background work it starts.
+        """
+        brick = ref if isinstance(ref, Brick) else self.registry.get(ref)
+        step = _input_step(brick.id)
+        step.brick = brick
+        step.brick_generation = (id(self.registry), self.registry.generation)
+        if run is None:
+            state = mod_variables if isinstance(mod_variables, ModVariables) else ModVariables(
+                dict(mod_variables or {})
+            )
+            run = RunState(self, mod_state=state)
+        context = {"@input": {} if input is None else input, "@options": dict(options or {})}
+        return RunResult(await self.run_pipeline(Pipeline((step,)), context, run, timeout), run.run_id, run.trace)
+
+    async def run_pipeline(
+        self,
+        pipeline: Pipeline,
+        context: dict[str, Any],
+        run: RunState,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a compiled pipeline as one run, with cancellation and an optional deadline."""
+        self.task_group  # noqa: B018 - fail early and clearly when the runtime is not started
+        if timeout is not None:
+            run.deadline = anyio.current_time() + timeout
+        with anyio.CancelScope(deadline=run.deadline) as scope:
+            self._runs[run.run_id] = (run, scope)
+            try:
+                return await run_pipeline(pipeline, context, run)
+            finally:
+                del self._runs[run.run_id]
+        if timeout is not None and anyio.current_time() >= run.deadline:
+            run.cancel()
+            raise RunTimeoutError(f"run {run.run_id} passed its deadline of {timeout} s", run_id=run.run_id)
+        raise RunCancelledError(f"run {run.run_id} was cancelled", run_id=run.run_id)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run in progress and its background work; False if no such run is active."""
+        entry = self._runs.get(run_id)
+        if entry is None:
+            return False
+        run, scope = entry
+        scope.cancel()
+        run.cancel()
+        return True
+
+    @staticmethod
+    def redact(value: Any) -> Any:
+        """Mask secrets in a value before it is printed or exported."""
+        return redact(value)
+
