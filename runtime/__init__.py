@@ -15,38 +15,96 @@ This module is the whole public API (``__all__``); everything in ``brickrun._*``
 
 from __future__ import annotations
 
-from ._bricks import Brick, BrickContext, BrickKind, brick
-from ._clock import Clock, SystemClock, VirtualClock
-from ._expressions import DeferExpression, PipelineExpression
-from ._render import is_truthy
-from ._runtime import RunResult, Runtime
-from ._state import ModVariables
-from ._trace import TraceRecord
-from ._validate import validate_paths
-from .errors import (
-    BrickError,
-    BrickrunError,
-    BusinessError,
-    DefinitionError,
-    DefinitionErrors,
-    HostError,
-    InputValidationError,
-    InvalidPathError,
-    InvalidTemplateError,
-    Location,
-    PropError,
-    RecordNotFoundError,
-    RecordTooLargeError,
-    RegistrationError,
-    RunCancelledError,
-    RunError,
-    RunTimeoutError,
-    StorageError,
-    ThrottledError,
-    UnknownBrickError,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._bricks import Brick, BrickContext, BrickKind, brick
+    from ._clock import Clock, SystemClock, VirtualClock
+    from ._expressions import DeferExpression, PipelineExpression
+    from ._render import is_truthy
+    from ._runtime import RunResult, Runtime
+    from ._state import ModVariables
+    from ._trace import TraceRecord
+    from ._validate import validate_paths
+    from .errors import (
+        BrickError,
+        BrickrunError,
+        BusinessError,
+        DefinitionError,
+        DefinitionErrors,
+        HostError,
+        InputValidationError,
+        InvalidPathError,
+        InvalidTemplateError,
+        Location,
+        PropError,
+        RecordNotFoundError,
+        RecordTooLargeError,
+        RegistrationError,
+        RunCancelledError,
+        RunError,
+        RunTimeoutError,
+        StorageError,
+        ThrottledError,
+        UnknownBrickError,
+    )
 
 __version__ = "0.1.0"
+
+# Public names load on first use, so `brickrun --help` does not import the whole engine.
+_LAZY = {
+    "Brick": "._bricks",
+    "BrickContext": "._bricks",
+    "BrickError": ".errors",
+    "BrickKind": "._bricks",
+    "BrickrunError": ".errors",
+    "BusinessError": ".errors",
+    "Clock": "._clock",
+    "DeferExpression": "._expressions",
+    "DefinitionError": ".errors",
+    "DefinitionErrors": ".errors",
+    "HostError": ".errors",
+    "InputValidationError": ".errors",
+    "InvalidPathError": ".errors",
+    "InvalidTemplateError": ".errors",
+    "Location": ".errors",
+    "ModVariables": "._state",
+    "PipelineExpression": "._expressions",
+    "PropError": ".errors",
+    "RecordNotFoundError": ".errors",
+    "RecordTooLargeError": ".errors",
+    "RegistrationError": ".errors",
+    "RunCancelledError": ".errors",
+    "RunError": ".errors",
+    "RunResult": "._runtime",
+    "RunTimeoutError": ".errors",
+    "Runtime": "._runtime",
+    "StorageError": ".errors",
+    "SystemClock": "._clock",
+    "ThrottledError": ".errors",
+    "TraceRecord": "._trace",
+    "UnknownBrickError": ".errors",
+    "VirtualClock": "._clock",
+    "brick": "._bricks",
+    "is_truthy": "._render",
+    "validate_paths": "._validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brickrun' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Brick",

@@ -10,7 +10,6 @@ because the registry may learn bricks after a file is compiled.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -264,9 +263,10 @@ class _Compiler:
 
     def input_schema(self, schema: Any, path: PathTuple) -> dict[str, Any]:
         normalized = normalize_schema(schema)
+        shorthand = "properties" in normalized and "properties" not in schema
         for problem_path, message in check_input_schema(normalized):
             # Shorthand schemas gained a ``properties`` level; map problems back to the source.
-            if normalized is not schema and problem_path[:1] == ("properties",):
+            if shorthand and problem_path[:1] == ("properties",):
                 problem_path = problem_path[1:]
             self.error(path + problem_path, message)
         return normalized
@@ -389,7 +389,7 @@ def link(definition: Definition, registry: Registry) -> list[DefinitionError]:
             problems.append(
                 UnknownBrickError(
                     step.brick_id,
-                    suggestions=difflib.get_close_matches(step.brick_id, registry.ids(), n=3),
+                    suggestions=registry.suggest(step.brick_id),
                     location=step.location,
                     path=step.path + ("id",),
                 )

@@ -201,11 +201,15 @@ class Registry:
         if brick is None:
             raise UnknownBrickError(
                 brick_id,
-                suggestions=difflib.get_close_matches(brick_id, self.ids(), n=3, cutoff=0.6),
+                suggestions=self.suggest(brick_id),
                 location=location,
                 path=path,
             )
         return brick
+
+    def suggest(self, brick_id: str) -> list[str]:
+        """Up to three registered ids close to ``brick_id`` (for "did you mean" hints)."""
+        return difflib.get_close_matches(brick_id, self.ids(), n=3, cutoff=0.8)
 
     def __contains__(self, brick_id: object) -> bool:
         return isinstance(brick_id, str) and self.find(brick_id) is not None

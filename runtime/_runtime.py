@@ -103,17 +103,19 @@ class Runtime:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        task_group = self._task_group
+        assert task_group is not None
         try:
             if exc is None:
                 await self.drain()
             else:
-                self._task_group.cancel_scope.cancel()  # type: ignore[union-attr]
+                # Leaving on an error: stop background work and let the caller see *its* error,
+                # not an exception group (background failures never reach the task group).
+                task_group.cancel_scope.cancel()
         finally:
-            task_group, self._task_group = self._task_group, None
-            assert task_group is not None
-            result = await task_group.__aexit__(exc_type, exc, tb)
-        return result
+            self._task_group = None
+            await task_group.__aexit__(None, None, None)
 
     @property
     def task_group(self) -> anyio.abc.TaskGroup:

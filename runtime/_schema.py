@@ -286,13 +286,17 @@ def _message(error: jsonschema.ValidationError) -> str:
     if v == "const":
         return f"expected {json.dumps(error.validator_value)}, found {found}"
     if v == "pattern":
+        described = error.schema.get("description")
+        if described:
+            return f"expected {described}, found {found}"
         return f"{found} does not match the expected pattern {error.validator_value}"
     if v == "minItems":
         return f"expected at least {error.validator_value} item(s), found {len(error.instance)}"
     if v == "minLength":
         return f"expected a non-empty string, found {found}"
     if v == "not":
-        return f"{found} is not allowed here"
+        described = error.schema.get("description")
+        return f"{found} is not allowed here" + (f"; expected {described}" if described else "")
     if v == "minimum":
         return f"expected a number >= {error.validator_value}, found {found}"
     return error.message

@@ -238,7 +238,8 @@ class RunError(BrickrunError):
         if not self.frames:
             return self.message
         where = f"{self.location}: " if self.location is not None else ""
-        return f"{where}{self.step_path} ({self.brick_id}): {self.message}"
+        step = f"{self.step_path} " if self.step_path else ""
+        return f"{where}{step}({self.brick_id}): {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
