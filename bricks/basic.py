@@ -39,7 +39,7 @@ async def raise_error(args: Any, ctx: BrickContext) -> None:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _iso_millis(instant: Any) -> str:
+def _iso_millis(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
 
 

@@ -11,6 +11,8 @@ from brickrun import BrickContext, BrickrunError, RunError, brick, is_truthy
 __all__ = ["BRICKS", "serialize_error"]
 
 PIPELINE = {"$ref": "https://app.pixiebrix.com/schemas/pipeline#"}
+
+
 def serialize_error(error: BaseException) -> dict[str, Any]:
     """What ``@error`` holds in a try-catch ``except`` body: ``{name, message, ...}``."""
     if isinstance(error, BrickrunError):

@@ -120,9 +120,9 @@ def brick(
 ) -> Callable[[RunFunction], Brick]:
     """Declare a Python brick::
 
-        @brick(id="@acme/greet", name="Greet", input_schema={"name": {"type": "string"}})
-        async def greet(input, ctx):
-            return {"greeting": f"Hello {input['name']}"}
+    @brick(id="@acme/greet", name="Greet", input_schema={"name": {"type": "string"}})
+    async def greet(input, ctx):
+        return {"greeting": f"Hello {input['name']}"}
     """
 
     def decorate(run: RunFunction) -> Brick:

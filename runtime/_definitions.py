@@ -196,8 +196,7 @@ class _Compiler:
         if data.get("async") and data.get("outputKey"):
             self.warn(
                 path + ("outputKey",),
-                "an async step binds no output; outputKey "
-                f"{data['outputKey']!r} will never be set",
+                f"an async step binds no output; outputKey {data['outputKey']!r} will never be set",
             )
         step = Step(
             brick_id=data["id"],
@@ -230,15 +229,21 @@ class _Compiler:
             return None
         return self.definition(data, ())
 
-    def definition(self, data: dict[str, Any], base: PathTuple, inner_id: str | None = None) -> Definition | None:
+    def definition(
+        self, data: dict[str, Any], base: PathTuple, inner_id: str | None = None
+    ) -> Definition | None:
         kind = data.get("kind")
         if kind not in KINDS:
             found = "no kind" if kind is None else f"kind {kind!r}"
-            self.error(base + (("kind",) if kind is not None else ()),
-                       f"found {found}; expected one of: {', '.join(KINDS)}")
+            self.error(
+                base + (("kind",) if kind is not None else ()),
+                f"found {found}; expected one of: {', '.join(KINDS)}",
+            )
             return None
         check = data
-        if inner_id is not None:  # inner definitions of a mod inherit apiVersion and need no metadata
+        if (
+            inner_id is not None
+        ):  # inner definitions of a mod inherit apiVersion and need no metadata
             check = {"apiVersion": "v3", "metadata": {"id": "@inner/x", "name": inner_id}, **data}
         if self.schema_errors(kind, check, base):
             return None
@@ -271,7 +276,9 @@ class _Compiler:
             self.error(path + problem_path, message)
         return normalized
 
-    def component(self, data: dict[str, Any], base: PathTuple, common: dict[str, Any]) -> ComponentDefinition:
+    def component(
+        self, data: dict[str, Any], base: PathTuple, common: dict[str, Any]
+    ) -> ComponentDefinition:
         input_schema = self.input_schema(data["inputSchema"], base + ("inputSchema",))
         output_schema = None
         if "outputSchema" in data:
@@ -361,9 +368,7 @@ def iter_definition_files(path: str | os.PathLike[str]) -> list[Path]:
     """Definition files at ``path``: the file itself, or every YAML/JSON file below a folder."""
     root = Path(path)
     if root.is_dir():
-        return sorted(
-            p for p in root.rglob("*") if p.suffix in DEFINITION_SUFFIXES and p.is_file()
-        )
+        return sorted(p for p in root.rglob("*") if p.suffix in DEFINITION_SUFFIXES and p.is_file())
     return [root]
 
 

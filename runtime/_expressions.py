@@ -34,9 +34,7 @@ EXPRESSION_TYPES = ("var", *TEMPLATE_ENGINES, "pipeline", "defer")
 def is_expression_data(value: Any) -> bool:
     """True for plain loaded data of the form ``{"__type__": <known type>, "__value__": ...}``."""
     return (
-        type(value) is dict
-        and value.get("__type__") in EXPRESSION_TYPES
-        and "__value__" in value
+        type(value) is dict and value.get("__type__") in EXPRESSION_TYPES and "__value__" in value
     )
 
 
@@ -85,9 +83,7 @@ class PipelineExpression(Expression):
 
     __slots__ = ("env", "pipeline")
 
-    def __init__(
-        self, raw: Any, pipeline: Pipeline, env: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, raw: Any, pipeline: Pipeline, env: Mapping[str, Any] | None = None) -> None:
         super().__init__(__type__="pipeline", __value__=raw)
         self.pipeline = pipeline
         self.env = env

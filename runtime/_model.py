@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import Location, format_path
 
 if TYPE_CHECKING:
-    from ._bricks import Brick
     from ._render import Renderer
 
 __all__ = [
@@ -36,7 +35,7 @@ class Step:
 
     ``render`` renders the config; ``condition`` renders the ``if`` value (``None`` when the
     step has no ``if``). ``path`` is the step's full path inside its definition
-    (``pipeline[0].config.body[1]``); ``brick`` caches the resolved brick.
+    (``pipeline[0].config.body[1]``).
     """
 
     brick_id: str
@@ -47,8 +46,6 @@ class Step:
     condition: Renderer | None = None
     is_async: bool = False
     label: str | None = None
-    brick: Brick | None = None
-    brick_generation: tuple[int, int] | None = None
     path_text: str = ""
 
     def __post_init__(self) -> None:

@@ -10,8 +10,8 @@ the one place that knows where a step lives.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -21,25 +21,13 @@ from ._expressions import PipelineExpression
 from ._model import Pipeline, Step
 from ._render import is_truthy
 from ._run import RunState, _wrap
-from ._trace import TraceRecord
 from .errors import Frame, RunError, UnknownBrickError
 
 __all__ = ["run_body", "run_pipeline"]
 
 log = logging.getLogger("brickrun.pipeline")
 
-_NOTHING = object()  # a step that was skipped, or produced no value for the pipeline
-
-
-def _resolve(step: Step, run: RunState) -> Brick:
-    """The step's brick, cached on the step until the registry changes."""
-    registry = run.runtime.registry
-    if step.brick is not None and step.brick_generation == (id(registry), registry.generation):
-        return step.brick
-    brick: Brick = registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
-    step.brick = brick
-    step.brick_generation = (id(registry), registry.generation)
-    return brick
+_NOTHING = object()  # the step gave the pipeline no value: skipped, an effect, or async
 
 
 def _framed(exc: Exception, step: Step, run: RunState) -> BaseException:
@@ -53,26 +41,25 @@ def _framed(exc: Exception, step: Step, run: RunState) -> BaseException:
 
 
 async def _call(brick: Brick, args: Any, step: Step, run: RunState) -> Any:
-    """Run the brick itself; effects return ``None`` (their value is discarded)."""
-    started = time.perf_counter()
+    """Run the brick itself; an effect's value is discarded (``_NOTHING``)."""
+    started = perf_counter()
     output = await brick.run(args, BrickContext(run, brick.id, step.path_text))
-    duration = (time.perf_counter() - started) * 1000
+    duration = (perf_counter() - started) * 1000
     if brick.kind == "effect":
-        output = None
+        output = _NOTHING
     elif brick._output_validator is not None:
         problems = brick.output_errors(output)
         if problems:
             # SPEC §3: an outputSchema mismatch is logged and traced, not raised.
             log.warning(
                 "output of %s at %s does not match its outputSchema: %s",
-                brick.id, step.path_text, "; ".join(f"{p['path']}: {p['message']}" for p in problems),
+                brick.id,
+                step.path_text,
+                "; ".join(f"{p['path']}: {p['message']}" for p in problems),
             )
-            run.record(
-                TraceRecord(run.run_id, step.path_text, step.brick_id, "output-mismatch",
-                            problems, None, run.depth)
-            )
+            run.record("output-mismatch", step.path_text, step.brick_id, problems)
     run.record(
-        TraceRecord(run.run_id, step.path_text, step.brick_id, "exit", output, duration, run.depth)
+        "exit", step.path_text, step.brick_id, None if output is _NOTHING else output, duration
     )
     return output
 
@@ -90,25 +77,23 @@ async def _background_call(brick: Brick, args: Any, step: Step, run: RunState) -
 
 
 async def _run_step(step: Step, context: dict[str, Any], run: RunState) -> Any:
-    """Run one step; returns its output, ``None`` for effects and async steps, or ``_NOTHING``
-    when the ``if`` condition was false."""
+    """Run one step; returns its output, or ``_NOTHING`` when it was skipped, is an effect,
+    or was started in the background."""
     context["@mod"] = run.mod_state.snapshot()
-    brick = _resolve(step, run)
+    brick = run.runtime.registry.find(step.brick_id)
+    if brick is None:
+        run.runtime.registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
+    assert brick is not None
     if step.condition is not None and not is_truthy(step.condition(context)):
-        run.record(
-            TraceRecord(run.run_id, step.path_text, step.brick_id, "skip",
-                        "if condition was false", None, run.depth)
-        )
+        run.record("skip", step.path_text, step.brick_id, "if condition was false")
         return _NOTHING
     args = brick.prepare_input(step.render(context), run)
-    run.record(
-        TraceRecord(run.run_id, step.path_text, step.brick_id, "enter", args, None, run.depth)
-    )
+    run.record("enter", step.path_text, step.brick_id, args)
     if step.is_async:
         run.start_background(
             lambda: _background_call(brick, args, step, run), step.path_text, brick.id
         )
-        return None
+        return _NOTHING
     return await _call(brick, args, step, run)
 
 
@@ -130,24 +115,15 @@ async def run_pipeline(
             raise
         except Exception as exc:
             framed = _framed(exc, step, run)
-            run.record(
-                TraceRecord(run.run_id, step.path_text, step.brick_id, "error",
-                            _error_data(framed), None, run.depth)
-            )
+            run.record("error", step.path_text, step.brick_id, _error_data(framed))
             if framed is exc:
                 raise
             raise framed from exc
-        if output is _NOTHING:
-            last = _NOTHING
-            continue
-        assert step.brick is not None
-        produces = not step.is_async and step.brick.kind != "effect"
-        if step.output_key is not None and produces:
+        if output is not _NOTHING and step.output_key is not None:
             context["@" + step.output_key] = output
-        if sub:
-            last = output if produces else None
+            last = output if sub else _NOTHING
         else:
-            last = output if produces and step.output_key is None else _NOTHING
+            last = output
     if last is _NOTHING:
         return None if sub else {}
     return last

@@ -83,7 +83,10 @@ def validate_declaration(brick: Brick, *, local: bool = False) -> list[str]:
             inspect.signature(brick.run).bind(None, None)
         except TypeError:
             problems.append("run must accept two arguments: (input, ctx)")
-    for label, schema in (("input_schema", brick.input_schema), ("output_schema", brick.output_schema)):
+    for label, schema in (
+        ("input_schema", brick.input_schema),
+        ("output_schema", brick.output_schema),
+    ):
         if schema is None:
             continue
         if not isinstance(schema, dict):
@@ -96,21 +99,12 @@ def validate_declaration(brick: Brick, *, local: bool = False) -> list[str]:
 
 
 class Registry:
-    """Bricks by id. A child registry (``parent=``) sees its parent's bricks and may shadow them.
-
-    ``generation`` changes whenever a brick is added, so steps can cache what they resolved.
-    """
+    """Bricks by id. A child registry (``parent=``) sees its parent's bricks and may shadow them."""
 
     def __init__(self, parent: Registry | None = None) -> None:
         self._bricks: dict[str, Brick] = {}
         self.parent = parent
-        self._generation = 0
         self.definitions: dict[str, Definition] = {}
-
-    @property
-    def generation(self) -> int:
-        own = self._generation
-        return own if self.parent is None else own * 1_000_003 + self.parent.generation
 
     # -- adding ------------------------------------------------------------------------------
     def register(self, brick: Brick, *, replace: bool = False, local: bool = False) -> Brick:
@@ -122,7 +116,8 @@ class Registry:
         if brick.id in self._bricks and not replace:
             existing = self._bricks[brick.id]
             problems.append(
-                f"id {brick.id!r} is already registered (by {existing.source or 'an earlier brick'})"
+                f"id {brick.id!r} is already registered "
+                f"(by {existing.source or 'an earlier brick'})"
             )
         if problems:
             origin = f" from {brick.source}" if brick.source else ""
@@ -132,7 +127,6 @@ class Registry:
         brick._checked = True
         brick._prepare()
         self._bricks[brick.id] = brick
-        self._generation += 1
         return brick
 
     def register_definition(self, definition: Definition, *, replace: bool = True) -> None:
@@ -143,7 +137,6 @@ class Registry:
 
             local = not definition.id.startswith("@")
             self.register(component_brick(definition), replace=replace, local=local)
-        self._generation += 1
 
     def load_path(self, path: str | os.PathLike[str]) -> CompileResult:
         """Compile and register every definition at ``path``; raises ``DefinitionErrors``
@@ -167,7 +160,8 @@ class Registry:
                 target: Any = entry_point.load()
             except Exception as exc:
                 raise RegistrationError(
-                    f"entry point {entry_point.name!r} ({entry_point.value}) failed to import: {exc}"
+                    f"entry point {entry_point.name!r} ({entry_point.value}) "
+                    f"failed to import: {exc}"
                 ) from exc
             if callable(target) and not isinstance(target, Brick):
                 target = target()

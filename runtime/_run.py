@@ -36,8 +36,8 @@ class RunState:
         "_scopes",
         "component_state",
         "deadline",
-        "depth",
         "deployment_id",
+        "depth",
         "mod_component_id",
         "mod_id",
         "mod_state",
@@ -75,7 +75,8 @@ class RunState:
         self.mod_component_id = mod_component_id
         self.deadline = deadline
         self.on_background_error = on_background_error
-        self.trace: list[TraceRecord] = []
+        # Trace events as tuples (cheap on the hot path); ``records()`` builds TraceRecords.
+        self.trace: list[tuple[str, str, str, Any, float | None, int]] = []
         self.depth = 0
         self.pending = 0
         self._scopes: set[anyio.CancelScope] = set()
@@ -93,15 +94,33 @@ class RunState:
             f"unknown state namespace {namespace!r}; expected blueprint, extension or shared"
         )
 
-    def record(self, record: TraceRecord) -> None:
-        self.trace.append(record)
+    def record(
+        self,
+        event: str,
+        step_path: str,
+        brick_id: str,
+        data: Any = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """Add a trace event (see ``TraceRecord``) and hand it to the runtime's subscribers."""
+        entry = (event, step_path, brick_id, data, duration_ms, self.depth)
+        self.trace.append(entry)
         subscribers = self.runtime.trace_subscribers
         if subscribers:
+            record = self._to_record(entry)
             for callback in tuple(subscribers):
                 try:
                     callback(record)
                 except Exception:  # a broken subscriber must not break the run
                     log.exception("trace subscriber failed")
+
+    def _to_record(self, entry: tuple[str, str, str, Any, float | None, int]) -> TraceRecord:
+        event, step_path, brick_id, data, duration_ms, depth = entry
+        return TraceRecord(self.run_id, step_path, brick_id, event, data, duration_ms, depth)
+
+    def records(self) -> list[TraceRecord]:
+        """The run's trace so far, oldest first."""
+        return [self._to_record(entry) for entry in self.trace]
 
     def start_background(
         self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
@@ -126,15 +145,11 @@ class RunState:
             except Exception as exc:
                 error = exc if isinstance(exc, RunError) else _wrap(exc)
                 self.record(
-                    TraceRecord(
-                        self.run_id,
-                        step_path,
-                        brick_id,
-                        "error",
-                        {"name": error.name, "message": error.message, "background": True},
-                        (time.perf_counter() - started) * 1000,
-                        self.depth,
-                    )
+                    "error",
+                    step_path,
+                    brick_id,
+                    {"name": error.name, "message": error.message, "background": True},
+                    (time.perf_counter() - started) * 1000,
                 )
                 self.runtime.report_background_error(self, error)
             finally:
@@ -143,8 +158,10 @@ class RunState:
                 self.runtime._background_finished()
         if scope.cancelled_caught:
             self.record(
-                TraceRecord(self.run_id, step_path, brick_id, "error",
-                            {"name": "RunCancelledError", "message": "background step cancelled"})
+                "error",
+                step_path,
+                brick_id,
+                {"name": "RunCancelledError", "message": "background step cancelled"},
             )
 
     def cancel(self) -> None:

@@ -41,11 +41,18 @@ log = logging.getLogger("brickrun.runtime")
 
 @dataclass
 class RunResult:
-    """The outcome of a run: its output, id and trace (``trace`` holds ``TraceRecord``s)."""
+    """The outcome of a run: its output, its id, and (``trace``) its trace records."""
 
     output: Any
-    run_id: str
-    trace: list[TraceRecord] = field(default_factory=list)
+    run: RunState = field(repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def trace(self) -> list[TraceRecord]:
+        return self.run.records()
 
 
 def _input_step(brick_id: str) -> Step:
@@ -151,7 +158,11 @@ class Runtime:
         """A background step failed: log it (no payloads), keep it, tell the handlers."""
         log.warning(
             "background step failed in run %s at %s (%s): %s: %s",
-            run.run_id, error.step_path, error.brick_id, error.name, error.message,
+            run.run_id,
+            error.step_path,
+            error.brick_id,
+            error.name,
+            error.message,
         )
         self.background_errors.append(error)
         handlers = list(self.background_error_handlers)
@@ -203,16 +214,19 @@ class Runtime:
         deadline in seconds for the run and the background work it starts.
         """
         brick = ref if isinstance(ref, Brick) else self.registry.get(ref)
+        if self.registry.find(brick.id) is not brick:
+            self.registry.register(brick)
         step = _input_step(brick.id)
-        step.brick = brick
-        step.brick_generation = (id(self.registry), self.registry.generation)
         if run is None:
-            state = mod_variables if isinstance(mod_variables, ModVariables) else ModVariables(
-                dict(mod_variables or {})
+            state = (
+                mod_variables
+                if isinstance(mod_variables, ModVariables)
+                else ModVariables(dict(mod_variables or {}))
             )
             run = RunState(self, mod_state=state)
         context = {"@input": {} if input is None else input, "@options": dict(options or {})}
-        return RunResult(await self.run_pipeline(Pipeline((step,)), context, run, timeout), run.run_id, run.trace)
+        output = await self.run_pipeline(Pipeline((step,)), context, run, timeout)
+        return RunResult(output, run)
 
     async def run_pipeline(
         self,
@@ -233,7 +247,9 @@ class Runtime:
                 del self._runs[run.run_id]
         if timeout is not None and anyio.current_time() >= run.deadline:
             run.cancel()
-            raise RunTimeoutError(f"run {run.run_id} passed its deadline of {timeout} s", run_id=run.run_id)
+            raise RunTimeoutError(
+                f"run {run.run_id} passed its deadline of {timeout} s", run_id=run.run_id
+            )
         raise RunCancelledError(f"run {run.run_id} was cancelled", run_id=run.run_id)
 
     def cancel(self, run_id: str) -> bool:
@@ -250,4 +266,3 @@ class Runtime:
     def redact(value: Any) -> Any:
         """Mask secrets in a value before it is printed or exported."""
         return redact(value)
-

@@ -112,7 +112,9 @@ def normalize_schema(schema: Any) -> dict[str, Any]:
     return dict(schema)
 
 
-def _iter_refs(schema: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def _iter_refs(
+    schema: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if isinstance(schema, Mapping):
         for key, value in schema.items():
             if key == "$ref" and isinstance(value, str):
@@ -267,38 +269,41 @@ def _describe(value: Any) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     """Say what was found and what was expected, in the words of a definition author."""
-    found = _describe(error.instance)
+    # jsonschema types these attributes loosely (they may be "unset"); here they are always set.
+    instance: Any = error.instance
+    schema: Any = error.schema
+    expected: Any = error.validator_value
+    found = _describe(instance)
     v = error.validator
     if v == "required":
-        missing = [p for p in error.validator_value if p not in error.instance]
+        missing = [p for p in expected if p not in instance]
         return f"missing required key {missing[0]!r}" if missing else error.message
     if v == "additionalProperties":
-        allowed = sorted((error.schema.get("properties") or {}).keys())
-        extra = sorted(set(error.instance) - set(allowed))
+        allowed = sorted((schema.get("properties") or {}).keys())
+        extra = sorted(set(instance) - set(allowed))
         return f"unknown key {extra[0]!r}; expected one of: {', '.join(allowed)}"
     if v == "type":
-        expected = error.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         return f"expected {expected_text}, found {found}"
     if v == "enum":
-        options = ", ".join(json.dumps(o) for o in error.validator_value)
+        options = ", ".join(json.dumps(o) for o in expected)
         return f"expected one of {options}, found {found}"
     if v == "const":
-        return f"expected {json.dumps(error.validator_value)}, found {found}"
+        return f"expected {json.dumps(expected)}, found {found}"
     if v == "pattern":
-        described = error.schema.get("description")
+        described = schema.get("description")
         if described:
             return f"expected {described}, found {found}"
-        return f"{found} does not match the expected pattern {error.validator_value}"
+        return f"{found} does not match the expected pattern {expected}"
     if v == "minItems":
-        return f"expected at least {error.validator_value} item(s), found {len(error.instance)}"
+        return f"expected at least {expected} item(s), found {len(instance)}"
     if v == "minLength":
         return f"expected a non-empty string, found {found}"
     if v == "not":
-        described = error.schema.get("description")
+        described = schema.get("description")
         return f"{found} is not allowed here" + (f"; expected {described}" if described else "")
     if v == "minimum":
-        return f"expected a number >= {error.validator_value}, found {found}"
+        return f"expected a number >= {expected}, found {found}"
     return error.message
 
 
@@ -313,17 +318,19 @@ def definition_schema_errors(
     out: list[tuple[tuple[str | int, ...], str, bool]] = []
     for error in _definition_validator(kind).iter_errors(document):
         path = tuple(error.absolute_path)
+        instance: Any = error.instance
+        schema: Any = error.schema
+        expected: Any = error.validator_value
         if error.validator == "additionalProperties":
-            allowed = set((error.schema.get("properties") or {}).keys())
-            for extra in sorted(set(error.instance) - allowed):
+            allowed = set((schema.get("properties") or {}).keys())
+            for extra in sorted(set(instance) - allowed):
                 msg = _message(error).split(";")[1]
                 out.append((path + (extra,), f"unknown key {extra!r};{msg}", True))
             continue
         if error.validator == "required":
-            for missing in error.validator_value:
-                if missing not in error.instance:
+            for missing in expected:
+                if missing not in instance:
                     out.append((path, f"missing required key {missing!r}", False))
             continue
         out.append((path, _message(error), False))
     return out
-

@@ -55,12 +55,14 @@ class ModVariables:
     def snapshot(self) -> dict[str, Any]:
         """The current state; shared until the next write, so callers must not mutate it."""
         if self._snapshot is None:
-            self._snapshot = copy_value(self._data)
+            snapshot: dict[str, Any] = copy_value(self._data)
+            self._snapshot = snapshot
         return self._snapshot
 
     def get(self) -> dict[str, Any]:
         """A copy of the current state."""
-        return copy_value(self._data)
+        state: dict[str, Any] = copy_value(self._data)
+        return state
 
     def _write(self, new: dict[str, Any]) -> dict[str, Any]:
         old = self._data

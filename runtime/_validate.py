@@ -15,7 +15,11 @@ __all__ = ["validate_paths"]
 
 def _sort_key(error: DefinitionError) -> tuple[str, int, int]:
     loc = error.location
-    return (loc.file or "" if loc else "", (loc.line or 0) if loc else 0, (loc.column or 0) if loc else 0)
+    return (
+        loc.file or "" if loc else "",
+        (loc.line or 0) if loc else 0,
+        (loc.column or 0) if loc else 0,
+    )
 
 
 def validate_paths(

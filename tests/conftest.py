@@ -25,12 +25,14 @@ async def runtime() -> AsyncIterator[Runtime]:
         yield rt
 
 
-def component_yaml(pipeline: str, *, input_schema: str = "{}", brick_id: str = "@test/subject") -> str:
+def component_yaml(
+    pipeline: str, *, input_schema: str = "{}", brick_id: str = "@test/subject"
+) -> str:
     """A component definition around a YAML ``pipeline:`` body (indented two spaces)."""
     body = textwrap.indent(textwrap.dedent(pipeline).strip("\n"), "  ")
     return (
         "apiVersion: v3\nkind: component\n"
-        f"metadata:\n  id: \"{brick_id}\"\n  name: Subject\n"
+        f'metadata:\n  id: "{brick_id}"\n  name: Subject\n'
         f"inputSchema: {input_schema}\n"
         f"pipeline:\n{body}\n"
     )

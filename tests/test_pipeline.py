@@ -11,8 +11,8 @@ from brickrun import (
     BrickContext,
     InputValidationError,
     InvalidPathError,
-    RunTimeoutError,
     Runtime,
+    RunTimeoutError,
     UnknownBrickError,
     brick,
 )
@@ -154,9 +154,7 @@ async def test_if_with_broken_path_fails_instead_of_skipping(runtime: Runtime) -
 
 
 async def test_skipped_step_is_traced_with_reason(runtime: Runtime) -> None:
-    brick_id = register(
-        runtime, component_yaml('- id: "@pixiebrix/identity"\n  if: false\n')
-    )
+    brick_id = register(runtime, component_yaml('- id: "@pixiebrix/identity"\n  if: false\n'))
     result = await runtime.run_brick(brick_id, {})
     skips = [r for r in result.trace if r.event == "skip"]
     assert [(r.step_path, r.data) for r in skips] == [("pipeline[0]", "if condition was false")]
@@ -705,5 +703,7 @@ async def test_trace_has_enter_and_exit_records_nested_for_sub_pipelines(
     ]
     enter = result.trace[2]
     assert enter.data == {"a": 1}
-    assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in result.trace if r.event == "exit")
+    assert all(
+        r.duration_ms is not None and r.duration_ms >= 0 for r in result.trace if r.event == "exit"
+    )
     assert seen == [r.event for r in result.trace]

@@ -38,7 +38,8 @@ def _dump(value: Any) -> str:
 
 def _problem_line(problem: DefinitionError) -> str:
     if problem.severity == "warning":
-        return f"{problem.location}: {problem.path + ': ' if problem.path else ''}warning: {problem.message}"
+        where = f"{problem.path}: " if problem.path else ""
+        return f"{problem.location}: {where}warning: {problem.message}"
     return str(problem)
 
 
@@ -107,8 +108,13 @@ def _error_json(error: BaseException) -> dict[str, Any]:
             "location": error.location.to_dict() if error.location else None,
         }
     assert isinstance(error, BrickrunError)
-    return {"name": error.name, "message": error.message, "path": None, "brickId": None,
-            "location": None}
+    return {
+        "name": error.name,
+        "message": error.message,
+        "path": None,
+        "brickId": None,
+        "location": None,
+    }
 
 
 def _make_runtime(args: argparse.Namespace) -> Runtime:
@@ -153,7 +159,10 @@ def cmd_brick(args: argparse.Namespace) -> int:
         brick_id = _resolve_ref(runtime, args.ref)
         async with runtime:
             result = await runtime.run_brick(
-                brick_id, brick_input, options=options, mod_variables=mod_vars,
+                brick_id,
+                brick_input,
+                options=options,
+                mod_variables=mod_vars,
                 timeout=args.timeout,
             )
             await runtime.drain()
@@ -174,7 +183,11 @@ def cmd_brick(args: argparse.Namespace) -> int:
         print(format_trace(trace), file=sys.stderr)
     for error in runtime.background_errors:
         print(f"brickrun: background step failed: {error.name}: {error}", file=sys.stderr)
-    print(_dump(output) if args.json else json.dumps(output, indent=2, ensure_ascii=False, default=str))
+    print(
+        _dump(output)
+        if args.json
+        else json.dumps(output, indent=2, ensure_ascii=False, default=str)
+    )
     return EXIT_OK
 
 
