@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -76,9 +77,10 @@ async def _background_call(brick: Brick, args: Any, step: Step, run: RunState) -
         raise framed from exc
 
 
-async def _run_step(step: Step, context: dict[str, Any], run: RunState) -> Any:
-    """Run one step; returns its output, or ``_NOTHING`` when it was skipped, is an effect,
-    or was started in the background."""
+def _prepare(step: Step, context: dict[str, Any], run: RunState) -> tuple[Brick, Any] | None:
+    """Everything before the brick runs: refresh ``@mod``, resolve the brick, evaluate ``if``,
+    render, default and validate. ``None`` when the ``if`` condition is false. (Synchronous:
+    one coroutine less per step matters on the hot path.)"""
     context["@mod"] = run.mod_state.snapshot()
     brick = run.runtime.registry.find(step.brick_id)
     if brick is None:
@@ -86,15 +88,10 @@ async def _run_step(step: Step, context: dict[str, Any], run: RunState) -> Any:
     assert brick is not None
     if step.condition is not None and not is_truthy(step.condition(context)):
         run.record("skip", step.path_text, step.brick_id, "if condition was false")
-        return _NOTHING
+        return None
     args = brick.prepare_input(step.render(context), run)
     run.record("enter", step.path_text, step.brick_id, args)
-    if step.is_async:
-        run.start_background(
-            lambda: _background_call(brick, args, step, run), step.path_text, brick.id
-        )
-        return _NOTHING
-    return await _call(brick, args, step, run)
+    return brick, args
 
 
 async def run_pipeline(
@@ -110,7 +107,17 @@ async def run_pipeline(
     last: Any = _NOTHING
     for step in pipeline.steps:
         try:
-            output = await _run_step(step, context, run)
+            prepared = _prepare(step, context, run)
+            if prepared is None:
+                output = _NOTHING
+            elif step.is_async:
+                brick, args = prepared
+                run.start_background(
+                    partial(_background_call, brick, args, step, run), step.path_text, brick.id
+                )
+                output = _NOTHING
+            else:
+                output = await _call(prepared[0], prepared[1], step, run)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
