@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from brickrun import Brick
 
-from . import basic, control, state
+from . import async_state, basic, context, control, state
 
 __all__ = ["builtin_bricks"]
 
 
 def builtin_bricks() -> list[Brick]:
     """Every built-in brick, in a stable order."""
-    return [*basic.BRICKS, *control.BRICKS, *state.BRICKS]
+    return [
+        *basic.BRICKS,
+        *context.BRICKS,
+        *control.BRICKS,
+        *state.BRICKS,
+        *async_state.BRICKS,
+    ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from brickrun import BrickContext, BusinessError, brick
+from brickrun import BrickContext, BusinessError, brick, iso_millis
 
 __all__ = ["BRICKS"]
 
@@ -39,10 +39,6 @@ async def raise_error(args: Any, ctx: BrickContext) -> None:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _iso_millis(instant: datetime) -> str:
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
-
-
 @brick(
     id="@pixiebrix/timestamp",
     name="Generate a Timestamp",
@@ -60,7 +56,7 @@ async def timestamp(args: Any, ctx: BrickContext) -> dict[str, Any]:
     instant = ctx.now()
     # Both fields come from one instant, truncated to the millisecond as JS Date does.
     millis = (instant - _EPOCH) // timedelta(milliseconds=1)
-    return {"timestamp": _iso_millis(instant), "epochMillis": millis}
+    return {"timestamp": iso_millis(instant), "epochMillis": millis}
 
 
 @brick(

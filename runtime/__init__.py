@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._bricks import Brick, BrickContext, BrickKind, brick
     from ._clock import Clock, SystemClock, VirtualClock
     from ._expressions import DeferExpression, PipelineExpression
+    from ._host import Host, InProcessHost, PageVisit, User, iso_millis
     from ._render import is_truthy
     from ._runtime import RunResult, Runtime
     from ._state import ModVariables
@@ -61,6 +62,11 @@ _LAZY = {
     "BusinessError": ".errors",
     "Clock": "._clock",
     "DeferExpression": "._expressions",
+    "Host": "._host",
+    "InProcessHost": "._host",
+    "PageVisit": "._host",
+    "User": "._host",
+    "iso_millis": "._host",
     "DefinitionError": ".errors",
     "DefinitionErrors": ".errors",
     "HostError": ".errors",
@@ -117,12 +123,15 @@ __all__ = [
     "DeferExpression",
     "DefinitionError",
     "DefinitionErrors",
+    "Host",
     "HostError",
+    "InProcessHost",
     "InputValidationError",
     "InvalidPathError",
     "InvalidTemplateError",
     "Location",
     "ModVariables",
+    "PageVisit",
     "PipelineExpression",
     "PropError",
     "RecordNotFoundError",
@@ -138,9 +147,11 @@ __all__ = [
     "ThrottledError",
     "TraceRecord",
     "UnknownBrickError",
+    "User",
     "VirtualClock",
     "__version__",
     "brick",
     "is_truthy",
+    "iso_millis",
     "validate_paths",
 ]

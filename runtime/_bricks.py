@@ -225,6 +225,11 @@ class BrickContext:
         env["@mod"] = self._run.mod_state.snapshot()
         return value.renderer(env)
 
+    def start_task(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Start ``fn()`` in the background (the runtime's task group) under this run's
+        deadline and cancellation; an exception it raises is reported as a mod error."""
+        self._run.start_background(fn, self.step_path, self.brick_id)
+
     def state(self, namespace: str = "blueprint") -> ModVariables:
         """State by PixieBrix namespace: ``blueprint`` (mod variables, ``@mod``), ``extension``
         (private to the mod component) or ``shared`` (page state)."""

@@ -21,6 +21,7 @@ import anyio.abc
 
 from ._bricks import Brick
 from ._clock import Clock, SystemClock
+from ._host import Host, InProcessHost
 from ._model import Pipeline, Step
 from ._pipeline import run_pipeline
 from ._registry import Registry, builtin_registry
@@ -64,7 +65,8 @@ class Runtime:
     """A brick runtime. Use as ``async with Runtime(...) as runtime:``.
 
     ``definitions``: folders or files of YAML/JSON definitions to register (after the shipped
-    ones). ``clock``: where ``now`` comes from (a ``VirtualClock`` to freeze time).
+    ones). ``clock``: where ``now`` comes from (a ``VirtualClock`` to freeze time). ``host``:
+    page visits and the signed-in user (default: an ``InProcessHost`` on the same clock).
     ``integrations``: configured integrations by id (``@pixiebrix/api`` gets a default).
     """
 
@@ -74,6 +76,7 @@ class Runtime:
         definitions: Iterable[str | os.PathLike[str]] = (),
         clock: Clock | None = None,
         integrations: Mapping[str, Mapping[str, Any]] | None = None,
+        host: Host | None = None,
         entry_points: bool = True,
     ) -> None:
         self.registry = Registry(parent=builtin_registry())
@@ -82,7 +85,7 @@ class Runtime:
         for path in definitions:
             self.registry.load_path(path)
         self.clock: Clock = clock or SystemClock()
-        self.host: Any = None
+        self.host: Host = host if host is not None else InProcessHost(self.clock)
         self.storage: Any = None
         self.trace_subscribers: list[Callable[[TraceRecord], None]] = []
         self.background_errors: deque[RunError] = deque(maxlen=1000)
