@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from brickrun import Brick
 
-from . import async_state, basic, context, control, state
+from . import async_state, basic, context, control, data, state
 
 __all__ = ["builtin_bricks"]
 
@@ -17,6 +17,7 @@ def builtin_bricks() -> list[Brick]:
     return [
         *basic.BRICKS,
         *context.BRICKS,
+        *data.BRICKS,
         *control.BRICKS,
         *state.BRICKS,
         *async_state.BRICKS,

@@ -235,7 +235,7 @@ class BrickContext:
         (private to the mod component) or ``shared`` (page state)."""
         return self._run.state(namespace)
 
-    @property
-    def storage(self) -> Any:
-        """The runtime's team-database backend (opened on first use)."""
-        return self._run.runtime.storage
+    async def storage(self) -> Any:
+        """The runtime's team-database backend (a ``brickrun.storage.StorageBackend``),
+        opened on first use."""
+        return await self._run.runtime.storage()

@@ -28,6 +28,7 @@ from ._registry import Registry, builtin_registry
 from ._run import RunState
 from ._state import ModVariables
 from ._trace import TraceRecord, redact
+from .storage import StorageBackend, open_storage
 from .errors import (
     BrickrunError,
     RunCancelledError,
@@ -67,6 +68,9 @@ class Runtime:
     ``definitions``: folders or files of YAML/JSON definitions to register (after the shipped
     ones). ``clock``: where ``now`` comes from (a ``VirtualClock`` to freeze time). ``host``:
     page visits and the signed-in user (default: an ``InProcessHost`` on the same clock).
+    ``database_url``: where team databases live (``sqlite:///path``, ``postgresql://...``;
+    default ``$BRICKRUN_DB_URL`` or a SQLite file in the user's data directory), opened on
+    first use.
     ``integrations``: configured integrations by id (``@pixiebrix/api`` gets a default).
     """
 
@@ -77,6 +81,7 @@ class Runtime:
         clock: Clock | None = None,
         integrations: Mapping[str, Mapping[str, Any]] | None = None,
         host: Host | None = None,
+        database_url: str | None = None,
         entry_points: bool = True,
     ) -> None:
         self.registry = Registry(parent=builtin_registry())
@@ -86,7 +91,9 @@ class Runtime:
             self.registry.load_path(path)
         self.clock: Clock = clock or SystemClock()
         self.host: Host = host if host is not None else InProcessHost(self.clock)
-        self.storage: Any = None
+        self.database_url = database_url
+        self._storage: StorageBackend | None = None
+        self._storage_lock: anyio.Lock | None = None
         self.trace_subscribers: list[Callable[[TraceRecord], None]] = []
         self.background_errors: deque[RunError] = deque(maxlen=1000)
         self.background_error_handlers: list[Callable[[RunState, RunError], None]] = []
@@ -126,6 +133,21 @@ class Runtime:
         finally:
             self._task_group = None
             await task_group.__aexit__(None, None, None)
+            if self._storage is not None:
+                storage, self._storage = self._storage, None
+                await storage.close()
+
+    async def storage(self) -> StorageBackend:
+        """The team-database backend, opened on first use (one per runtime)."""
+        if self._storage is None:
+            if self._storage_lock is None:
+                self._storage_lock = anyio.Lock()
+            async with self._storage_lock:
+                if self._storage is None:
+                    backend = open_storage(self.database_url)
+                    await backend.open()
+                    self._storage = backend
+        return self._storage
 
     @property
     def task_group(self) -> anyio.abc.TaskGroup:

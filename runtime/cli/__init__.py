@@ -46,6 +46,16 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="team-database URL: sqlite:///path or postgresql://... "
+        "(default: $BRICKRUN_DB_URL, else a SQLite file in your data directory)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="brickrun",
@@ -70,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", default=None, metavar="JSON", help="@options as a JSON object")
     p.add_argument("--mod-vars", default=None, metavar="JSON", help="initial mod variables")
     p.add_argument("--now", default=None, metavar="ISO", help="freeze the clock at this instant")
+    p.add_argument("--url", default=None, help="start a page visit at this URL")
+    p.add_argument("--title", default="", help="the page title of that visit")
+    p.add_argument("--email", default=None, help="sign in a user with this email")
+    p.add_argument("--user", default=None, metavar="ID", help="the signed-in user's id")
+    _add_db(p)
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="run deadline")
     p.add_argument("--trace", action="store_true", help="print the step trace to stderr")
     p.add_argument("--json", action="store_true", help="print exactly the output JSON")
@@ -92,6 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE")
     p.set_defaults(func=_handler("_definitions", "cmd_schema"))
+
+    data = sub.add_parser("data", help="team databases: list databases, list/get/delete records")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    data_sub.required = True
+    p = data_sub.add_parser("databases", help="list databases with record counts and limits")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_data", "cmd_databases"))
+    p = data_sub.add_parser("list", help="list the records of a database (oldest first)")
+    p.add_argument("database", metavar="DATABASE")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--offset", type=int, default=0)
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_data", "cmd_list"))
+    p = data_sub.add_parser("get", help="show one record")
+    p.add_argument("database", metavar="DATABASE")
+    p.add_argument("key", metavar="KEY")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_data", "cmd_get"))
+    p = data_sub.add_parser("delete", help="delete one record")
+    p.add_argument("database", metavar="DATABASE")
+    p.add_argument("key", metavar="KEY")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_data", "cmd_delete"))
     return parser
 
 

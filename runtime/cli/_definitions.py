@@ -12,6 +12,7 @@ import anyio
 
 from .. import _schema
 from .._clock import VirtualClock, parse_instant
+from .._host import InProcessHost
 from .._definitions import compile_path
 from .._model import ComponentDefinition
 from .._runtime import Runtime
@@ -119,7 +120,14 @@ def _error_json(error: BaseException) -> dict[str, Any]:
 
 def _make_runtime(args: argparse.Namespace) -> Runtime:
     clock = VirtualClock(parse_instant(args.now)) if getattr(args, "now", None) else None
-    return Runtime(definitions=args.definitions, clock=clock)
+    runtime = Runtime(definitions=args.definitions, clock=clock, database_url=args.db)
+    host = runtime.host
+    assert isinstance(host, InProcessHost)
+    if args.url:
+        host.visit(args.url, args.title)
+    if args.email or args.user:
+        host.sign_in(args.email or "", user_id=args.user)
+    return runtime
 
 
 def _resolve_ref(runtime: Runtime, ref: str) -> str:
@@ -192,7 +200,7 @@ def cmd_brick(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    return Runtime(definitions=args.definitions).registry
+    return Runtime(definitions=args.definitions, entry_points=True).registry
 
 
 def cmd_bricks(args: argparse.Namespace) -> int:
