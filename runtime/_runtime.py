@@ -28,13 +28,13 @@ from ._registry import Registry, builtin_registry
 from ._run import RunState
 from ._state import ModVariables
 from ._trace import TraceRecord, redact
-from .storage import StorageBackend, open_storage
 from .errors import (
     BrickrunError,
     RunCancelledError,
     RunError,
     RunTimeoutError,
 )
+from .storage import StorageBackend, open_storage
 
 __all__ = ["RunResult", "Runtime"]
 

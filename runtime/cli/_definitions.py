@@ -12,8 +12,8 @@ import anyio
 
 from .. import _schema
 from .._clock import VirtualClock, parse_instant
-from .._host import InProcessHost
 from .._definitions import compile_path
+from .._host import InProcessHost
 from .._model import ComponentDefinition
 from .._runtime import Runtime
 from .._trace import format_trace
