@@ -82,9 +82,9 @@ def _prepare(step: Step, context: dict[str, Any], run: RunState) -> tuple[Brick,
     render, default and validate. ``None`` when the ``if`` condition is false. (Synchronous:
     one coroutine less per step matters on the hot path.)"""
     context["@mod"] = run.mod_state.snapshot()
-    brick = run.runtime.registry.find(step.brick_id)
+    brick = run.registry.find(step.brick_id)
     if brick is None:
-        run.runtime.registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
+        run.registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
     assert brick is not None
     if step.condition is not None and not is_truthy(step.condition(context)):
         run.record("skip", step.path_text, step.brick_id, "if condition was false")

@@ -45,6 +45,7 @@ class RunState:
         "on_background_error",
         "page_state",
         "pending",
+        "registry",
         "run_id",
         "runtime",
         "trace",
@@ -66,6 +67,7 @@ class RunState:
     ) -> None:
         self.run_id = str(uuid.uuid4())
         self.runtime = runtime
+        self.registry = runtime.registry  # a mod's runs use the mod's registry (inner bricks)
         self.mod_state = mod_state if mod_state is not None else ModVariables()
         self.component_state = component_state if component_state is not None else ModVariables()
         self.page_state = page_state if page_state is not None else ModVariables()

@@ -22,19 +22,25 @@ import anyio.abc
 from ._bricks import Brick
 from ._clock import Clock, SystemClock
 from ._host import Host, InProcessHost
-from ._model import Pipeline, Step
+from ._model import ModDefinition, Pipeline, Step
+from ._mods import ActivatedMod, ComponentRun, activate
 from ._pipeline import run_pipeline
 from ._registry import Registry, builtin_registry
 from ._run import RunState
+from ._scheduler import Scheduler
+from ._starters import StarterBricks
 from ._state import ModVariables
 from ._trace import TraceRecord, redact
 from .errors import (
     BrickrunError,
+    DefinitionError,
+    HostError,
     RunCancelledError,
     RunError,
     RunTimeoutError,
 )
 from .storage import StorageBackend, open_storage
+from .telemetry import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, TelemetryRecorder
 
 __all__ = ["RunResult", "Runtime"]
 
@@ -82,6 +88,7 @@ class Runtime:
         integrations: Mapping[str, Mapping[str, Any]] | None = None,
         host: Host | None = None,
         database_url: str | None = None,
+        telemetry_database: str = DEFAULT_TELEMETRY_DATABASE,
         entry_points: bool = True,
     ) -> None:
         self.registry = Registry(parent=builtin_registry())
@@ -106,6 +113,12 @@ class Runtime:
         self._pending = 0
         self._idle: anyio.Event | None = None
         self._runs: dict[str, tuple[RunState, anyio.CancelScope]] = {}
+        self.page_state = ModVariables()
+        self.telemetry = TelemetryRecorder(self, database=telemetry_database)
+        self.scheduler = Scheduler(self)
+        self.starters = StarterBricks(self)
+        self.run_listeners: list[Callable[[ComponentRun], None]] = []
+        self.report_listeners: list[Callable[[ComponentRun, TelemetryEvent], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -241,7 +254,6 @@ class Runtime:
         brick = ref if isinstance(ref, Brick) else self.registry.get(ref)
         if self.registry.find(brick.id) is not brick:
             self.registry.register(brick)
-        step = _input_step(brick.id)
         if run is None:
             state = (
                 mod_variables
@@ -250,8 +262,13 @@ class Runtime:
             )
             run = RunState(self, mod_state=state)
         context = {"@input": {} if input is None else input, "@options": dict(options or {})}
-        output = await self.run_pipeline(Pipeline((step,)), context, run, timeout)
+        output = await self.run_pipeline(Pipeline((_input_step(brick.id),)), context, run, timeout)
         return RunResult(output, run)
+
+    async def call_brick(self, brick_id: str, input: Any, run: RunState) -> Any:
+        """Run one brick inside an existing run (readers of a starter brick, for example)."""
+        context = {"@input": input, "@options": {}}
+        return await run_pipeline(Pipeline((_input_step(brick_id),)), context, run)
 
     async def run_pipeline(
         self,
@@ -286,6 +303,90 @@ class Runtime:
         scope.cancel()
         run.cancel()
         return True
+
+    # -- mods and the host -------------------------------------------------------------------
+    async def activate(
+        self,
+        mod: str | os.PathLike[str] | ModDefinition,
+        options: Mapping[str, Any] | None = None,
+        *,
+        deployment_id: str | None = None,
+    ) -> ActivatedMod:
+        """Activate a mod (a definition, a registered mod id, or a file) with option values.
+
+        Everything is checked up front; ``DefinitionErrors`` lists every problem. When a page
+        is open, the mod's ``initialize`` and ``load`` triggers start at once.
+        """
+        definition = self._mod_definition(mod)
+        activated = activate(self, definition, options, deployment_id)
+        self.starters.add(activated)
+        return activated
+
+    def _mod_definition(self, mod: str | os.PathLike[str] | ModDefinition) -> ModDefinition:
+        if isinstance(mod, ModDefinition):
+            return mod
+        text = os.fspath(mod)
+        found = self.registry.find_definition(text) if text.startswith("@") else None
+        if found is None and not text.startswith("@"):
+            for definition in self.registry.load_path(text).definitions:
+                if isinstance(definition, ModDefinition):
+                    found = definition
+                    break
+        if not isinstance(found, ModDefinition):
+            raise DefinitionError(f"no mod (kind: recipe) {text!r} found")
+        return found
+
+    def deactivate(self, mod: ActivatedMod) -> None:
+        """Stop a mod's triggers (runs in progress finish)."""
+        self.starters.remove(mod)
+
+    @property
+    def mods(self) -> list[ActivatedMod]:
+        return list(self.starters.mods)
+
+    def visit(self, url: str, title: str = "") -> list[ComponentRun]:
+        """Start a page visit (new session); page state resets; initialize/load triggers run.
+        Returns the runs started (they finish in the background; ``await drain()``)."""
+        self._in_process_host().visit(url, title)
+        self.page_state = ModVariables()
+        return self.starters.visited()
+
+    def navigate(self, url: str, title: str | None = None) -> list[ComponentRun]:
+        """Navigate inside the visit (new navigation id, same session); load triggers run."""
+        self._in_process_host().navigate(url, title)
+        return self.starters.navigated()
+
+    def sign_in(self, email: str, **user: Any) -> None:
+        """Set the signed-in user (``user_id``, ``groups``, ``organizations``)."""
+        self._in_process_host().sign_in(email, **user)
+
+    def dispatch(self, event: str, data: Any = None) -> list[ComponentRun]:
+        """A DOM-like event (``click``, ``keydown``, ``change``, ...) reached the page."""
+        return self.starters.dom_event(event, data)
+
+    def dispatch_custom(self, event_name: str, detail: Any = None) -> list[ComponentRun]:
+        """A custom event with a ``detail`` object; runs ``custom`` triggers of that name."""
+        return self.starters.custom_event(event_name, detail)
+
+    def invoke(self, starter_brick_id: str) -> list[ComponentRun]:
+        """Run a user-invoked starter brick (``menuItem``, ``quickBar``, ``contextMenu``)."""
+        return self.starters.invoke(starter_brick_id)
+
+    async def advance(self, milliseconds: float) -> None:
+        """Let time pass on a virtual clock: intervals and debounces due in between fire."""
+        await self.scheduler.advance(milliseconds / 1000)
+
+    async def settle(self) -> None:
+        """Wait until the runs and background work started so far are done."""
+        await self.drain()
+
+    def _in_process_host(self) -> InProcessHost:
+        if not isinstance(self.host, InProcessHost):
+            raise HostError(
+                "this runtime's host is supplied by the application; change page visits and "
+                "users through it"
+            )
+        return self.host
 
     @staticmethod
     def redact(value: Any) -> Any:

@@ -1,0 +1,115 @@
+"""The recorder: enqueue now, store in the background, never block or raise into the caller.
+
+``record(event)`` appends to a bounded in-process queue and returns; a writer task in the
+runtime's task group stores queued events in their telemetry database, many puts in flight so
+the storage layer batches them into few transactions. A full queue drops the *new* event and
+counts the drop by reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._events import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, telemetry_disabled
+
+if TYPE_CHECKING:
+    from .._runtime import Runtime
+
+__all__ = ["TelemetryRecorder"]
+
+log = logging.getLogger("brickrun.telemetry")
+
+MAX_IN_FLIGHT = 2000
+
+
+class TelemetryRecorder:
+    """Per-runtime recorder of telemetry events.
+
+    ``counters``: ``queued``, ``stored``, ``failed`` and ``dropped:<reason>`` (``queue_full``,
+    ``disabled``). ``database`` is the default telemetry database id.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        database: str = DEFAULT_TELEMETRY_DATABASE,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.runtime = runtime
+        self.database = database
+        self.max_queue = max_queue
+        self.counters: Counter[str] = Counter()
+        self._queue: deque[tuple[str, TelemetryEvent]] = deque()
+        self._writer_running = False
+        self._in_flight = 0
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet stored (queued or being written)."""
+        return len(self._queue) + self._in_flight
+
+    def record(self, event: TelemetryEvent, *, database: str | None = None) -> bool:
+        """Queue ``event`` for storing; True when accepted. Never blocks, never raises."""
+        try:
+            if telemetry_disabled():
+                self.counters["dropped:disabled"] += 1
+                return False
+            if len(self._queue) >= self.max_queue:
+                self.counters["dropped:queue_full"] += 1
+                log.warning("telemetry queue full (%d); dropped event %s", self.max_queue, event.id)
+                return False
+            self._queue.append((database or self.database, event))
+            self.counters["queued"] += 1
+            self._ensure_writer()
+            return True
+        except Exception:  # recording must never break the caller
+            self.counters["dropped:recorder_error"] += 1
+            log.exception("telemetry recorder failed to queue an event")
+            return False
+
+    def _ensure_writer(self) -> None:
+        if self._writer_running:
+            return  # the running writer drains the queue before it stops
+        self._writer_running = True
+        self.runtime._background_started()
+        self.runtime.task_group.start_soon(self._writer)
+
+    async def _writer(self) -> None:
+        try:
+            storage = await self.runtime.storage()
+            limiter = anyio.Semaphore(MAX_IN_FLIGHT)
+            async with anyio.create_task_group() as tg:
+                while self._queue:
+                    database, event = self._queue.popleft()
+                    await limiter.acquire()
+                    self._in_flight += 1
+                    tg.start_soon(self._store, storage, limiter, database, event)
+        except Exception as exc:
+            # Storage could not be opened: count every queued event as failed, loudly.
+            failed = len(self._queue)
+            self._queue.clear()
+            self.counters["failed"] += failed
+            log.error("telemetry store unavailable; %d event(s) not stored: %s", failed, exc)
+        finally:
+            self._writer_running = False
+            self.runtime._background_finished()
+            if self._queue:
+                self._ensure_writer()
+
+    async def _store(
+        self, storage: Any, limiter: anyio.Semaphore, database: str, event: TelemetryEvent
+    ) -> None:
+        try:
+            await storage.put(database, event.id, event.to_data(), "replace", now=event.timestamp)
+            self.counters["stored"] += 1
+        except Exception as exc:
+            self.counters["failed"] += 1
+            log.error("telemetry event %s (%s) not stored: %s", event.id, event.name, exc)
+        finally:
+            self._in_flight -= 1
+            limiter.release()
