@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from ._clock import Clock, SystemClock, VirtualClock
     from ._expressions import DeferExpression, PipelineExpression
     from ._host import Host, InProcessHost, PageVisit, User, iso_millis
+    from ._mods import ActivatedMod, ComponentRun
     from ._render import is_truthy
     from ._runtime import RunResult, Runtime
     from ._state import ModVariables
+    from ._sync import SyncRuntime
     from ._trace import TraceRecord
     from ._validate import validate_paths
     from .errors import (
@@ -54,6 +56,8 @@ __version__ = "0.1.0"
 
 # Public names load on first use, so `brickrun --help` does not import the whole engine.
 _LAZY = {
+    "ActivatedMod": "._mods",
+    "ComponentRun": "._mods",
     "Brick": "._bricks",
     "BrickContext": "._bricks",
     "BrickError": ".errors",
@@ -86,6 +90,7 @@ _LAZY = {
     "RunTimeoutError": ".errors",
     "Runtime": "._runtime",
     "StorageError": ".errors",
+    "SyncRuntime": "._sync",
     "SystemClock": "._clock",
     "ThrottledError": ".errors",
     "TraceRecord": "._trace",
@@ -113,6 +118,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ActivatedMod",
     "Brick",
     "BrickContext",
     "BrickError",
@@ -120,6 +126,7 @@ __all__ = [
     "BrickrunError",
     "BusinessError",
     "Clock",
+    "ComponentRun",
     "DeferExpression",
     "DefinitionError",
     "DefinitionErrors",
@@ -143,6 +150,7 @@ __all__ = [
     "RunTimeoutError",
     "Runtime",
     "StorageError",
+    "SyncRuntime",
     "SystemClock",
     "ThrottledError",
     "TraceRecord",

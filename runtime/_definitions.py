@@ -351,6 +351,7 @@ def compile_documents(documents: Iterable[Document]) -> CompileResult:
         definition = compiler.document(document.data)
         if definition is not None and not compiler.result.errors:
             definition.steps = compiler.steps  # type: ignore[attr-defined]
+            definition.source = document.source
             compiler.result.definitions.append(definition)
         result.extend(compiler.result)
     return result

@@ -72,6 +72,8 @@ class Definition:
     description: str
     location: Location | None
     data: dict[str, Any] = field(repr=False)
+    # The document's source map, for locating problems found after compiling (activation).
+    source: Any = field(default=None, repr=False, compare=False, kw_only=True)
 
 
 @dataclass(eq=False)

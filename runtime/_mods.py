@@ -168,12 +168,15 @@ def _option_errors(
     values = apply_defaults(schema, dict(options))
     problems = []
     for problem in InputValidator(schema).errors(values):
-        where = problem["path"] or "(options)"
+        name = problem["path"].split(".", 1)[0].split("[", 1)[0]
+        schema_path: tuple[str | int, ...] = ("options", "schema")
+        if name:
+            schema_path += ("properties", name)
+        location = mod.source.locate(schema_path) if mod.source is not None else mod.location
+        message = f"option {name!r}: {problem['message']}" if name else problem["message"]
         problems.append(
             DefinitionError(
-                f"option {where}: {problem['message']}",
-                location=mod.location,
-                path=("options",) + ((problem["path"],) if problem["path"] else ()),
+                message, location=location, path=("options", name) if name else ("options",)
             )
         )
     return values, problems
@@ -208,10 +211,12 @@ def _resolve_starter(
 
 
 def registry_definitions(registry: Registry) -> list[Any]:
+    """Every definition a registry can see, its own first, then its parents'."""
     out: list[Any] = []
-    while registry is not None:
-        out.extend(registry.definitions.values())
-        registry = registry.parent  # type: ignore[assignment]
+    current: Registry | None = registry
+    while current is not None:
+        out.extend(current.definitions.values())
+        current = current.parent
     return out
 
 

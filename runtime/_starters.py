@@ -44,7 +44,7 @@ class StarterBricks:
             if isinstance(debounce, dict):
                 component.debouncer = Debouncer(
                     self.runtime.scheduler,
-                    lambda args, c=component: self._spawn(c, *args),
+                    self._debounced(component),
                     float(debounce.get("waitMillis", 0)),
                     leading=bool(debounce.get("leading", False)),
                     trailing=bool(debounce.get("trailing", True)),
@@ -54,6 +54,13 @@ class StarterBricks:
             self._start_intervals(mod)
             started += self._fire(("initialize", "load"), mods=[mod])
         return started
+
+    def _debounced(self, component: ActivatedComponent) -> Callable[[Any], None]:
+        def start(event_and_data: Any) -> None:
+            event, data = event_and_data
+            self._spawn(component, event, data)
+
+        return start
 
     def remove(self, mod: ActivatedMod) -> None:
         self.mods.remove(mod)
