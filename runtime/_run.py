@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._ids import new_uuid
 from ._state import ModVariables
 from ._trace import TraceRecord
 from .errors import BrickError, BrickrunError, RunError
@@ -65,7 +66,7 @@ class RunState:
         deadline: float = math.inf,
         on_background_error: Callable[[RunState, RunError], None] | None = None,
     ) -> None:
-        self.run_id = str(uuid.uuid4())
+        self.run_id = new_uuid()
         self.runtime = runtime
         self.registry = runtime.registry  # a mod's runs use the mod's registry (inner bricks)
         self.mod_state = mod_state if mod_state is not None else ModVariables()
@@ -129,8 +130,7 @@ class RunState:
     ) -> None:
         """Run ``fn`` in the runtime's task group under this run's deadline and cancellation."""
         self.pending += 1
-        self.runtime._background_started()
-        self.runtime.task_group.start_soon(self._background, fn, step_path, brick_id)
+        self.runtime.submit(partial(self._background, fn, step_path, brick_id))
 
     async def _background(
         self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
@@ -157,7 +157,6 @@ class RunState:
             finally:
                 self._scopes.discard(scope)
                 self.pending -= 1
-                self.runtime._background_finished()
         if scope.cancelled_caught:
             self.record(
                 "error",

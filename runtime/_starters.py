@@ -164,12 +164,8 @@ class StarterBricks:
         )
 
         async def go() -> None:
-            try:
-                result = await run_component(runtime, component, event, data)
-                placeholder.__dict__.update(result.__dict__)
-            finally:
-                runtime._background_finished()
+            result = await run_component(runtime, component, event, data)
+            placeholder.__dict__.update(result.__dict__)
 
-        runtime._background_started()
-        runtime.task_group.start_soon(go)
+        runtime.submit(go)
         return placeholder

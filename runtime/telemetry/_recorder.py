@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from ._events import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, telemetry_disabled
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["TelemetryRecorder"]
 
 log = logging.getLogger("brickrun.telemetry")
-
-MAX_IN_FLIGHT = 2000
 
 
 class TelemetryRecorder:
@@ -76,34 +73,27 @@ class TelemetryRecorder:
         if self._writer_running:
             return  # the running writer drains the queue before it stops
         self._writer_running = True
-        self.runtime._background_started()
-        self.runtime.task_group.start_soon(self._writer)
+        self.runtime.submit(self._writer)
 
     async def _writer(self) -> None:
+        """Hand every queued event to the worker pool; the storage layer batches the puts."""
         try:
             storage = await self.runtime.storage()
-            limiter = anyio.Semaphore(MAX_IN_FLIGHT)
-            async with anyio.create_task_group() as tg:
-                while self._queue:
-                    database, event = self._queue.popleft()
-                    await limiter.acquire()
-                    self._in_flight += 1
-                    tg.start_soon(self._store, storage, limiter, database, event)
         except Exception as exc:
-            # Storage could not be opened: count every queued event as failed, loudly.
+            # The store could not be opened: count every queued event as failed, loudly.
             failed = len(self._queue)
             self._queue.clear()
             self.counters["failed"] += failed
             log.error("telemetry store unavailable; %d event(s) not stored: %s", failed, exc)
-        finally:
             self._writer_running = False
-            self.runtime._background_finished()
-            if self._queue:
-                self._ensure_writer()
+            return
+        while self._queue:
+            database, event = self._queue.popleft()
+            self._in_flight += 1
+            self.runtime.submit(partial(self._store, storage, database, event))
+        self._writer_running = False
 
-    async def _store(
-        self, storage: Any, limiter: anyio.Semaphore, database: str, event: TelemetryEvent
-    ) -> None:
+    async def _store(self, storage: Any, database: str, event: TelemetryEvent) -> None:
         try:
             await storage.put(database, event.id, event.to_data(), "replace", now=event.timestamp)
             self.counters["stored"] += 1
@@ -112,4 +102,3 @@ class TelemetryRecorder:
             log.error("telemetry event %s (%s) not stored: %s", event.id, event.name, exc)
         finally:
             self._in_flight -= 1
-            limiter.release()
