@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from brickrun import Brick
 
-from . import async_state, basic, context, control, data, state
+from . import async_state, basic, context, control, data, http, state
 
 __all__ = ["builtin_bricks"]
 
@@ -18,6 +18,7 @@ def builtin_bricks() -> list[Brick]:
         *basic.BRICKS,
         *context.BRICKS,
         *data.BRICKS,
+        *http.BRICKS,
         *control.BRICKS,
         *state.BRICKS,
         *async_state.BRICKS,

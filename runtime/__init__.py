@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._clock import Clock, SystemClock, VirtualClock
     from ._expressions import DeferExpression, PipelineExpression
     from ._host import Host, InProcessHost, PageVisit, User, iso_millis
+    from ._integrations import Integrations
     from ._mods import ActivatedMod, ComponentRun
     from ._render import is_truthy
     from ._runtime import RunResult, Runtime
@@ -68,6 +69,7 @@ _LAZY = {
     "DeferExpression": "._expressions",
     "Host": "._host",
     "InProcessHost": "._host",
+    "Integrations": "._integrations",
     "PageVisit": "._host",
     "User": "._host",
     "iso_millis": "._host",
@@ -134,6 +136,7 @@ __all__ = [
     "HostError",
     "InProcessHost",
     "InputValidationError",
+    "Integrations",
     "InvalidPathError",
     "InvalidTemplateError",
     "Location",

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -22,6 +22,7 @@ import anyio.abc
 from ._bricks import Brick
 from ._clock import Clock, SystemClock
 from ._host import Host, InProcessHost
+from ._integrations import Integrations
 from ._model import ModDefinition, Pipeline, Step
 from ._mods import ActivatedMod, ComponentRun, activate
 from ._pipeline import run_pipeline
@@ -41,6 +42,9 @@ from .errors import (
 )
 from .storage import StorageBackend, open_storage
 from .telemetry import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, TelemetryRecorder
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RunResult", "Runtime"]
 
@@ -77,7 +81,10 @@ class Runtime:
     ``database_url``: where team databases live (``sqlite:///path``, ``postgresql://...``;
     default ``$BRICKRUN_DB_URL`` or a SQLite file in the user's data directory), opened on
     first use.
-    ``integrations``: configured integrations by id (``@pixiebrix/api`` gets a default).
+    ``integrations``: integration configurations (an ``Integrations`` or ``{id: values}``;
+    ``@pixiebrix/api`` needs none); ``integrations_file``: a YAML/JSON file of them (default
+    ``$BRICKRUN_INTEGRATIONS_FILE``); environment variables ``BRICKRUN_INTEGRATION__<ID>__<FIELD>``
+    also configure them. ``http_transport``: the transport of the runtime's HTTP client.
     """
 
     def __init__(
@@ -85,7 +92,9 @@ class Runtime:
         *,
         definitions: Iterable[str | os.PathLike[str]] = (),
         clock: Clock | None = None,
-        integrations: Mapping[str, Mapping[str, Any]] | None = None,
+        integrations: Integrations | Mapping[str, Mapping[str, Any]] | None = None,
+        integrations_file: str | os.PathLike[str] | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
         host: Host | None = None,
         database_url: str | None = None,
         telemetry_database: str = DEFAULT_TELEMETRY_DATABASE,
@@ -104,11 +113,18 @@ class Runtime:
         self.trace_subscribers: list[Callable[[TraceRecord], None]] = []
         self.background_errors: deque[RunError] = deque(maxlen=1000)
         self.background_error_handlers: list[Callable[[RunState, RunError], None]] = []
-        self._integrations: dict[str, dict[str, Any]] = {
-            "@pixiebrix/api": {"__service": {"id": "@pixiebrix/api"}},
-        }
-        for key, value in (integrations or {}).items():
-            self._integrations[key] = dict(value)
+        if isinstance(integrations, Integrations):
+            self.integrations = integrations
+            if integrations.services is None:
+                integrations.services = self.registry
+            if integrations_file is not None:
+                integrations.load_file(integrations_file)
+        else:
+            self.integrations = Integrations(
+                integrations, file=integrations_file, services=self.registry
+            )
+        self.http_transport = http_transport
+        self._http_client: httpx.AsyncClient | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._pending = 0
         self._idle: anyio.Event | None = None
@@ -152,6 +168,9 @@ class Runtime:
             if self._storage is not None:
                 storage, self._storage = self._storage, None
                 await storage.close()
+            if self._http_client is not None:
+                client, self._http_client = self._http_client, None
+                await client.aclose()
 
     async def storage(self) -> StorageBackend:
         """The team-database backend, opened on first use (one per runtime)."""
@@ -243,8 +262,19 @@ class Runtime:
 
     # -- configuration -----------------------------------------------------------------------
     def integration(self, integration_id: str) -> dict[str, Any] | None:
-        """The configured integration of that id (``None`` when none is configured)."""
-        return self._integrations.get(integration_id)
+        """What a pipeline sees for that integration (``None`` when not configured); raises
+        ``DefinitionError`` when its configuration is invalid."""
+        return self.integrations.context_value(integration_id)
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """One HTTP client per runtime (connection reuse), created on first use, closed on
+        exit; ``http_transport`` (e.g. ``httpx.MockTransport``) is the test seam."""
+        if self._http_client is None:
+            import httpx  # lazy: ~0.1 s of import time
+
+            self._http_client = httpx.AsyncClient(transport=self.http_transport)
+        return self._http_client
 
     def subscribe(self, callback: Callable[[TraceRecord], None]) -> Callable[[], None]:
         """Call ``callback`` with every trace record of every run; returns an unsubscribe."""

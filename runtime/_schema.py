@@ -88,7 +88,19 @@ def _registry() -> referencing.Registry[Any]:
     for uri, schema in schema_store().items():
         spec = DRAFT7 if "draft-07" in schema.get("$schema", "") else DRAFT201909
         resources_.append((uri, spec.create_resource(schema)))
-    return referencing.Registry().with_resources(resources_)
+    return referencing.Registry(retrieve=_retrieve_resource).with_resources(resources_)
+
+
+def _generic_service(uri: str) -> dict[str, Any] | None:
+    """Any integration kind (``.../schemas/services/<id>``) is an object; the shipped ones may
+    say more. ``None`` for every other unknown URI."""
+    if uri.startswith(SERVICE_SCHEMA_PREFIX):
+        return {
+            "$id": uri,
+            "type": "object",
+            "title": f"Integration {uri[len(SERVICE_SCHEMA_PREFIX) :]}",
+        }
+    return None
 
 
 def _retrieve_local(uri: str) -> Any:
@@ -96,7 +108,17 @@ def _retrieve_local(uri: str) -> Any:
     try:
         return schema_store()[_strip_fragment(uri)]
     except KeyError:
-        raise KeyError(f"unknown schema {uri}") from None
+        generic = _generic_service(_strip_fragment(uri))
+        if generic is None:
+            raise KeyError(f"unknown schema {uri}") from None
+        return generic
+
+
+def _retrieve_resource(uri: str) -> referencing.Resource[Any]:
+    generic = _generic_service(_strip_fragment(uri))
+    if generic is None:
+        raise referencing.exceptions.NoSuchResource(ref=uri)
+    return DRAFT201909.create_resource(generic)
 
 
 def normalize_schema(schema: Any) -> dict[str, Any]:
@@ -143,7 +165,7 @@ def check_input_schema(schema: Mapping[str, Any]) -> list[tuple[tuple[str | int,
         if ref.startswith("#"):
             continue
         base = _strip_fragment(ref.split("#", 1)[0] if "#" in ref[:-1] else ref)
-        if base not in store:
+        if base not in store and _generic_service(base) is None:
             known = ", ".join(sorted(u for u in store if u.startswith("https://app.pixiebrix")))
             problems.append(
                 (

@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterable
 
 from ._definitions import CompileResult, compile_path, link
-from ._model import ModDefinition
+from ._integrations import check_service
+from ._model import ModDefinition, ServiceDefinition
 from ._registry import Registry, builtin_registry
 from .errors import DefinitionError
 
@@ -45,6 +46,8 @@ def validate_paths(
         registry.register_definition(definition)
     problems = list(result.errors) + list(result.warnings)
     for definition in result.definitions:
+        if isinstance(definition, ServiceDefinition):
+            problems.extend(check_service(definition))
         scope = registry
         if isinstance(definition, ModDefinition):
             # Steps of a mod may use its inner components by key.
