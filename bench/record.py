@@ -27,9 +27,7 @@ import anyio
 
 from brickrun import Runtime
 
-PG_DSN = os.environ.get(
-    "BRICKRUN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_DSN = os.environ.get("BRICKRUN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 INPUT = {"databaseId": "bench-telemetry", "eventName": "translate", "data": {"words": 120}}
 
 

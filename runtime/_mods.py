@@ -10,6 +10,7 @@ independently; reported runs and errors become ``TriggerRun`` / ``TriggerError``
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,13 @@ class ActivatedComponent:
         return str(self.starter.definition.get("trigger", "load"))
 
     @property
+    def starter_brick_id(self) -> str:
+        """The starter brick's registry id; an inner definition's key is qualified with the mod
+        id (``@acme/mod/pageLoad``) so two mods' ``pageLoad`` never count as one."""
+        own = self.starter.id
+        return own if own.startswith("@") else f"{self.mod.id}/{own}"
+
+    @property
     def report_mode(self) -> str:
         return str(self.starter.definition.get("reportMode", DEFAULT_REPORT_MODE))
 
@@ -169,17 +177,25 @@ def _option_errors(
     problems = []
     for problem in InputValidator(schema).errors(values):
         name = problem["path"].split(".", 1)[0].split("[", 1)[0]
+        missing = None if name else _REQUIRED.match(problem["message"])
+        if missing:
+            name = missing.group(1)
+            message = f"missing required option {name!r}"
+        else:
+            message = f"option {name!r}: {problem['message']}" if name else problem["message"]
         schema_path: tuple[str | int, ...] = ("options", "schema")
         if name:
             schema_path += ("properties", name)
         location = mod.source.locate(schema_path) if mod.source is not None else mod.location
-        message = f"option {name!r}: {problem['message']}" if name else problem["message"]
         problems.append(
             DefinitionError(
                 message, location=location, path=("options", name) if name else ("options",)
             )
         )
     return values, problems
+
+
+_REQUIRED = re.compile(r"^'([^']+)' is a required property$")
 
 
 def _resolve_starter(
@@ -376,7 +392,7 @@ def _report(
         "modVersion": mod.version,
         "modComponentId": component.id,
         "modComponentLabel": component.label,
-        "starterBrickId": component.starter.id,
+        "starterBrickId": component.starter_brick_id,
         "starterBrickName": component.starter.name,
         "trigger": component.trigger or component.type,
         "deploymentId": mod.deployment_id,

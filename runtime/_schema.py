@@ -88,7 +88,9 @@ def _registry() -> referencing.Registry[Any]:
     for uri, schema in schema_store().items():
         spec = DRAFT7 if "draft-07" in schema.get("$schema", "") else DRAFT201909
         resources_.append((uri, spec.create_resource(schema)))
-    return referencing.Registry(retrieve=_retrieve_resource).with_resources(resources_)
+    # attrs-made class: mypy does not see its ``retrieve`` field in the constructor
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve_resource)  # type: ignore[call-arg]
+    return registry.with_resources(resources_)
 
 
 def _generic_service(uri: str) -> dict[str, Any] | None:
@@ -117,7 +119,7 @@ def _retrieve_local(uri: str) -> Any:
 def _retrieve_resource(uri: str) -> referencing.Resource[Any]:
     generic = _generic_service(_strip_fragment(uri))
     if generic is None:
-        raise referencing.exceptions.NoSuchResource(ref=uri)
+        raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
     return DRAFT201909.create_resource(generic)
 
 

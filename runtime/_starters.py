@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._mods import USER_INVOKED, ActivatedComponent, ActivatedMod, ComponentRun, run_component
 from ._scheduler import Debouncer
+from .errors import HostError
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -84,7 +85,7 @@ class StarterBricks:
 
     def dom_event(self, event: str, data: Any = None) -> list[ComponentRun]:
         if event not in DOM_EVENTS:
-            raise ValueError(f"unknown event {event!r}; expected one of: {', '.join(DOM_EVENTS)}")
+            raise HostError(f"unknown event {event!r}; expected one of: {', '.join(DOM_EVENTS)}")
         return self._fire((event,), data=data)
 
     def custom_event(self, name: str, detail: Any = None) -> list[ComponentRun]:

@@ -168,7 +168,7 @@ async def test_reported_event_holds_only_the_documented_fields(
             "modVersion": "1.2.3",
             "modComponentId": component.id,
             "modComponentLabel": "Subject",
-            "starterBrickId": "starter",
+            "starterBrickId": "@test/mod/starter",
             "starterBrickName": "starter",
             "trigger": "load",
             "deploymentId": "dep-1",
@@ -300,7 +300,7 @@ async def test_activation_reports_every_problem_at_once(harness: Harness, tmp_pa
     with pytest.raises(DefinitionErrors) as info:
         await activate(harness, tmp_path, text, options={"count": "three"})
     assert [str(e) for e in info.value.errors] == [
-        f"{tmp_path / 'mod.yaml'}:6:5: options: 'db' is a required property",
+        f"{tmp_path / 'mod.yaml'}:8:11: options.db: missing required option 'db'",
         f"{tmp_path / 'mod.yaml'}:9:14: options.count: option 'count': "
         "'three' is not of type 'integer'",
         f"{tmp_path / 'mod.yaml'}:12:5: extensionPoints[0].id: "

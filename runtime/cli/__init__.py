@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and inspect what they recorded.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log warnings (-v) or everything (-vv) to stderr; by default only errors",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check definition files before running them")
@@ -108,6 +115,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE")
     p.set_defaults(func=_handler("_definitions", "cmd_schema"))
 
+    p = sub.add_parser(
+        "run",
+        help="activate a mod and replay a session of host events on a virtual clock",
+        description="Activate MOD (a recipe file or a registered mod id) and replay --events, "
+        "one JSON object per line: visit, navigate, user, event, custom, invoke, wait. Prints "
+        "runs per component, errors and reported events. Exit 0 when the replay completed "
+        "(failed runs are data in the summary) unless --strict.",
+    )
+    p.add_argument("mod", metavar="MOD", help="a mod definition file, or a registered mod id")
+    p.add_argument(
+        "--options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a mod option value (JSON when it parses as JSON, else a string); repeatable",
+    )
+    p.add_argument(
+        "--options-file",
+        default=None,
+        metavar="FILE",
+        help="mod option values as a JSON or YAML object (--options override them)",
+    )
+    p.add_argument(
+        "--events", default=None, metavar="FILE", help="the session to replay (JSON Lines)"
+    )
+    _add_definitions(p)
+    p.add_argument("--deployment", default=None, metavar="ID", help="activate as this deployment")
+    p.add_argument(
+        "--now",
+        default=None,
+        metavar="ISO",
+        help="start of the virtual clock (default: the current time)",
+    )
+    _add_db(p)
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any run (or a background step of one) failed",
+    )
+    p.add_argument("--trace", action="store_true", help="print the step trace to stderr")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON document")
+    p.set_defaults(func=_handler("_run", "cmd_run"))
+
+    p = sub.add_parser(
+        "stats", help="engagement (runs) and errors per deployment and starter brick"
+    )
+    _add_db(p)
+    p.add_argument(
+        "--database",
+        default="brickrun-telemetry",
+        metavar="ID",
+        help="the telemetry database to read (default: brickrun-telemetry)",
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=_handler("_run", "cmd_stats"))
+
     data = sub.add_parser("data", help="team databases: list databases, list/get/delete records")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
     data_sub.required = True
@@ -149,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    import logging
+
+    # Failed runs are data in the command's output; their log lines only on request.
+    level = (logging.ERROR, logging.WARNING, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="brickrun: %(levelname)s: %(name)s: %(message)s")
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
