@@ -1,0 +1,45 @@
+"""Team databases: one async storage interface with SQLite and PostgreSQL backends.
+
+A team database is a named set of records ``{id: key, data, merge_strategy, created_at,
+updated_at}`` (SPEC §7). ``open_storage(url)`` picks the backend from the URL; both backends
+behave identically (one test suite runs against both):
+
+- ``put`` merges a JSON object into a record with one of :data:`MERGE_STRATEGIES` atomically,
+  also against other processes and hosts; concurrent puts are coalesced into one transaction
+  per batch and each returns once its batch committed.
+- Per-database :class:`DatabaseLimits` (record size, writes per second per user, retention) are
+  stored in the store itself, so every process enforces the same ones.
+- Failures are :class:`~brickrun.errors.StorageError` subclasses naming the store by its URL
+  with any password replaced by ``***``.
+
+Storage URLs (see :func:`open_storage`): ``None`` (``$BRICKRUN_DB_URL`` or the user's default
+SQLite file), ``sqlite:///relative.sqlite``, ``sqlite:////absolute.sqlite``,
+``sqlite:///:memory:`` (private to one backend: the fake for other modules' tests),
+``postgresql://...`` / ``postgres://...`` with an optional ``?schema=NAME``.
+
+The one visible difference between the backends: objects read back from PostgreSQL (JSONB)
+iterate their keys in JSONB's order, not in the order they were written.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    MERGE_STRATEGIES,
+    DatabaseInfo,
+    DatabaseLimits,
+    Record,
+    StorageBackend,
+    merge,
+)
+from ._url import open_storage, redact_url
+
+__all__ = [
+    "MERGE_STRATEGIES",
+    "DatabaseInfo",
+    "DatabaseLimits",
+    "Record",
+    "StorageBackend",
+    "merge",
+    "open_storage",
+    "redact_url",
+]

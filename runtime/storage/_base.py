@@ -1,0 +1,280 @@
+"""The storage seam: the :class:`StorageBackend` interface that both backends implement.
+
+The public methods here check their arguments and then call the backend's ``_``-prefixed
+hooks, so argument errors are identical on SQLite and PostgreSQL. What a write stores (merging,
+size limits, throttling, batching) is decided by :mod:`._batch`, also shared; a backend only
+moves rows. The record types are defined in :mod:`._records` and re-exported here.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from ..errors import RecordNotFoundError, StorageError
+from ._batch import PendingPut, WriteBatcher
+from ._records import (
+    MERGE_STRATEGIES,
+    DatabaseInfo,
+    DatabaseLimits,
+    Record,
+    check_database_id,
+    check_key,
+    check_strategy,
+    encode_value,
+    format_millis,
+    merge,
+    to_millis,
+)
+
+__all__ = [
+    "MERGE_STRATEGIES",
+    "DatabaseInfo",
+    "DatabaseLimits",
+    "Record",
+    "StorageBackend",
+    "merge",
+]
+
+
+class _State(enum.Enum):
+    NEW = "not open yet (call open() or use 'async with')"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class StorageBackend(ABC):
+    """A connection to a store of team databases (records keyed by database id and key).
+
+    Use it as ``async with open_storage(url) as storage: ...`` or call ``open``/``close``. An
+    instance belongs to one event loop and shares nothing with other instances, so two runtimes
+    in one process never interfere.
+
+    ``put`` calls made concurrently are coalesced into one transaction per batch and each returns
+    once its batch committed; a put that returned is durable. Per-put refusals
+    (:class:`RecordTooLargeError`, :class:`ThrottledError`) fail only that put; a failed commit
+    fails every put of the batch, and nothing of that batch is stored.
+    """
+
+    url: str
+    """The store's URL for display: any password is replaced by ``***``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._state = _State.NEW
+        self._opening = anyio.Lock()
+        self._batcher = WriteBatcher(self._write_batch)
+        # Database ids already checked: puts name the same few databases over and over.
+        self._checked_ids: set[str] = set()
+
+    # lifecycle
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date. Safe when several processes open at once."""
+        async with self._opening:
+            if self._state is _State.OPEN:
+                return
+            if self._state is not _State.NEW:
+                raise StorageError(f"storage {self.url} was closed; open a new backend")
+            await self._open()  # cleans up after itself if it fails; open() may be retried
+            self._state = _State.OPEN
+
+    async def close(self) -> None:
+        """Wait for pending puts to commit, then disconnect. Idempotent."""
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return
+        was_open = self._state is _State.OPEN
+        self._state = _State.CLOSING
+        try:
+            if was_open:
+                await self._batcher.drain()
+        finally:
+            self._state = _State.CLOSED
+            await self._close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise StorageError(f"storage {self.url} is {self._state.value}")
+
+    # records
+
+    async def put(
+        self,
+        database: str,
+        key: str,
+        value: Any,
+        merge_strategy: str = "replace",
+        *,
+        user: str | None = None,
+        now: datetime | None = None,
+    ) -> Record:
+        """Merge ``value`` (a JSON object) into the record ``key`` of ``database``; return it.
+
+        The database is created with default limits on its first write. ``user`` is who
+        writes, for ``writes_per_second_per_user`` (``None`` is never throttled); ``now`` is the
+        write time (default: the current time; naive means UTC), which sets ``updated_at``,
+        ``created_at`` on the first write, and drives the throttle's clock.
+
+        The returned record's data is a fresh decoding, except that puts to one key coalesced
+        into one batch may share unchanged sub-values: treat returned records as read-only.
+
+        Raises :class:`StorageError` for bad arguments or a failed commit,
+        :class:`RecordTooLargeError` and :class:`ThrottledError` for refused writes.
+        """
+        if database not in self._checked_ids:
+            check_database_id(database)
+            if len(self._checked_ids) < 10_000:
+                self._checked_ids.add(database)
+        check_key(database, key)
+        if merge_strategy not in MERGE_STRATEGIES:
+            check_strategy(merge_strategy)
+        text, size = encode_value(database, key, value)
+        if user is not None and not isinstance(user, str):
+            raise StorageError(f"user must be a string or None, got {user!r}", database=database)
+        millis = to_millis(now)
+        if self._state is not _State.OPEN:
+            self._check_open()
+        op = PendingPut(database, key, text, size, merge_strategy, user, millis)
+        return await self._batcher.submit(op)
+
+    async def get(self, database: str, key: str) -> Record | None:
+        """The record ``key`` of ``database``, or ``None`` if there is none."""
+        check_database_id(database)
+        check_key(database, key)
+        self._check_open()
+        return await self._get(database, key)
+
+    async def get_or_raise(self, database: str, key: str) -> Record:
+        """Like :meth:`get`, but a missing record raises :class:`RecordNotFoundError`."""
+        record = await self.get(database, key)
+        if record is None:
+            raise RecordNotFoundError(
+                f"no record with key {key!r} in database {database!r}", database=database
+            )
+        return record
+
+    async def delete(self, database: str, key: str) -> bool:
+        """Delete one record; ``True`` if it existed."""
+        check_database_id(database)
+        check_key(database, key)
+        self._check_open()
+        return await self._delete(database, key)
+
+    async def list_records(
+        self,
+        database: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        since: datetime | None = None,
+    ) -> list[Record]:
+        """Records ordered by ``created_at`` then key; ``since`` keeps ``created_at >= since``."""
+        check_database_id(database)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise StorageError(f"limit must be a non-negative integer or None, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise StorageError(f"offset must be a non-negative integer, got {offset!r}")
+        since_text = format_millis(to_millis(since)) if since is not None else None
+        self._check_open()
+        return await self._list_records(database, limit, offset, since_text)
+
+    async def count(self, database: str) -> int:
+        """How many records ``database`` holds (0 for a database that does not exist)."""
+        check_database_id(database)
+        self._check_open()
+        return await self._count(database)
+
+    # databases
+
+    async def list_databases(self) -> list[DatabaseInfo]:
+        """Every database (written to, or given limits), ordered by name."""
+        self._check_open()
+        return await self._list_databases()
+
+    async def set_limits(self, database: str, limits: DatabaseLimits) -> None:
+        """Store ``limits`` for ``database`` (creating it); they apply to the next batch."""
+        check_database_id(database)
+        if not isinstance(limits, DatabaseLimits):
+            raise StorageError(f"limits must be a DatabaseLimits, got {limits!r}")
+        self._check_open()
+        await self._set_limits(database, limits)
+
+    async def get_limits(self, database: str) -> DatabaseLimits:
+        """The limits of ``database`` (the defaults for a database that does not exist)."""
+        check_database_id(database)
+        self._check_open()
+        return await self._get_limits(database) or DatabaseLimits()
+
+    async def cleanup(self, database: str, *, now: datetime | None = None) -> int:
+        """Delete records last updated more than ``retention_days`` before ``now``; how many."""
+        check_database_id(database)
+        millis = to_millis(now)
+        self._check_open()
+        return await self._cleanup(database, millis)
+
+    # hooks for the backends
+
+    @abstractmethod
+    async def _open(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Release every connection; called once, also after a failed ``open``."""
+
+    @abstractmethod
+    async def _write_batch(self, ops: list[PendingPut]) -> None:
+        """Apply ``ops`` (:class:`._batch.PendingPut`) in one transaction.
+
+        Use :func:`._batch.plan_batch` inside the transaction to decide every op's outcome and
+        the rows to write; raise :class:`StorageError` if the transaction did not commit.
+        """
+
+    @abstractmethod
+    async def _get(self, database: str, key: str) -> Record | None: ...
+
+    @abstractmethod
+    async def _delete(self, database: str, key: str) -> bool: ...
+
+    @abstractmethod
+    async def _list_records(
+        self, database: str, limit: int | None, offset: int, since: str | None
+    ) -> list[Record]: ...
+
+    @abstractmethod
+    async def _count(self, database: str) -> int: ...
+
+    @abstractmethod
+    async def _list_databases(self) -> list[DatabaseInfo]: ...
+
+    @abstractmethod
+    async def _set_limits(self, database: str, limits: DatabaseLimits) -> None: ...
+
+    @abstractmethod
+    async def _get_limits(self, database: str) -> DatabaseLimits | None: ...
+
+    @abstractmethod
+    async def _cleanup(self, database: str, now: int) -> int:
+        """Apply ``retention_days``; ``now`` is in milliseconds since the epoch."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} ({self._state.name.lower()})>"

@@ -1,0 +1,389 @@
+"""Write batching: coalescing concurrent puts into one transaction, and deciding their outcomes.
+
+:class:`WriteBatcher` groups the puts that are waiting into batches of up to
+:data:`MAX_BATCH` and hands each batch to the backend; :func:`plan_batch` is what the backend
+calls inside its transaction to merge the batch's puts, in order, on top of the stored rows.
+Both are the same code for SQLite and PostgreSQL, which is why the backends behave alike.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import anyio
+import anyio.lowlevel
+
+from ..errors import RecordTooLargeError, StorageError, ThrottledError
+from ._records import (
+    DatabaseLimits,
+    Record,
+    decode_json,
+    describe_batch,
+    encode_json,
+    format_millis,
+    json_size,
+    merge,
+)
+
+__all__ = ["MAX_BATCH", "PendingPut", "RowWrite", "StoredRow", "TokenBuckets", "WriteBatcher"]
+
+MAX_BATCH = 1000
+"""At most this many puts share one transaction: enough that per-transaction costs (fsync,
+locks, round trips) vanish, few enough that one batch's rows stay small in memory."""
+
+
+class PendingPut:
+    """One ``put`` waiting for its batch; the backend sets ``result`` or ``error``.
+
+    ``text`` is the value's compact JSON and ``size`` its UTF-8 size; ``now`` is the write
+    time in milliseconds since the epoch.
+    """
+
+    __slots__ = (
+        "database",
+        "error",
+        "key",
+        "now",
+        "now_text",
+        "result",
+        "size",
+        "strategy",
+        "text",
+        "user",
+    )
+
+    def __init__(
+        self,
+        database: str,
+        key: str,
+        text: str,
+        size: int,
+        strategy: str,
+        user: str | None,
+        now: int,
+    ) -> None:
+        self.database = database
+        self.key = key
+        self.text = text
+        self.size = size
+        self.strategy = strategy
+        self.user = user
+        self.now = now
+        self.now_text = format_millis(now)
+        self.result: Record | None = None
+        self.error: StorageError | None = None
+
+
+@dataclass(slots=True)
+class StoredRow:
+    """A record as a backend read it inside the batch's transaction.
+
+    ``text`` is its data as JSON (decoded only if a put merges into it); ``size`` is an upper
+    bound of the compact encoding's size (PostgreSQL prints JSONB with spaces).
+    """
+
+    text: str
+    size: int
+    merge_strategy: str
+    created_at: str
+    updated_at: str
+
+
+class RowWrite(NamedTuple):
+    """A row the backend must insert or update (``created_at`` is kept on update)."""
+
+    database: str
+    key: str
+    data_json: str
+    merge_strategy: str
+    created_at: str
+    updated_at: str
+
+
+class TokenBuckets:
+    """``writes_per_second_per_user``: one token bucket per (database, user).
+
+    Buckets live in the backend instance, so a limit holds per process (per backend) and N
+    processes writing as one user may reach N times the rate together. The clock is the puts'
+    ``now``, so replays on a virtual clock throttle in virtual time; a clock going backwards
+    refills nothing.
+    """
+
+    _PRUNE_AT = 10_000
+
+    def __init__(self) -> None:
+        # (database, user) -> (tokens, time of the last take, rate)
+        self._buckets: dict[tuple[str, str], tuple[float, float, float]] = {}
+
+    def take(self, database: str, user: str, rate: float, now: float) -> float | None:
+        """Spend one token; ``None`` if there was one, else the seconds until there is."""
+        burst = max(1.0, rate)
+        tokens, last, _ = self._buckets.get((database, user), (burst, now, rate))
+        tokens = min(burst, tokens + max(0.0, now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[(database, user)] = (tokens, max(now, last), rate)
+            return (1.0 - tokens) / rate
+        if len(self._buckets) >= self._PRUNE_AT:
+            self._prune(now)
+        self._buckets[(database, user)] = (tokens - 1.0, max(now, last), rate)
+        return None
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: forgetting it changes nothing.
+        self._buckets = {
+            bucket: (tokens, last, rate)
+            for bucket, (tokens, last, rate) in self._buckets.items()
+            if tokens + (now - last) * rate < max(1.0, rate)
+        }
+
+    def refund(self, spent: Iterable[tuple[str, str]]) -> None:
+        """Give back tokens spent by a batch that did not commit."""
+        for bucket in spent:
+            if bucket in self._buckets:
+                tokens, last, rate = self._buckets[bucket]
+                self._buckets[bucket] = (tokens + 1.0, last, rate)
+
+
+@dataclass(slots=True)
+class _KeyState:
+    """A key's record while a batch is planned; ``value`` is decoded from ``text`` lazily."""
+
+    value: Any
+    text: str | None  # the exact compact JSON of value when known (or the stored text)
+    decoded: bool
+    size: int  # an upper bound of the compact JSON's size; exact when text came from a put
+    merge_strategy: str
+    created_at: str
+    updated_at: str
+    dirty: bool = False
+
+    def current(self) -> Any:
+        if not self.decoded:
+            assert self.text is not None
+            self.value, self.decoded = decode_json(self.text), True
+        return self.value
+
+
+def plan_batch(
+    ops: list[PendingPut],
+    existing: Mapping[tuple[str, str], StoredRow],
+    limits: Mapping[str, DatabaseLimits],
+    buckets: TokenBuckets,
+) -> tuple[list[RowWrite], list[tuple[str, str]]]:
+    """Decide every op's outcome and return (rows to write, throttle tokens spent).
+
+    Ops apply in order; a later op on the same key merges on top of the earlier ones. A refused
+    op (throttled, too large) gets its error and changes nothing, so the ops after it see the
+    record as if it had never been attempted. Ops that succeed get ``result``; its data is
+    shared with nobody, except that puts to one key in one batch may share unchanged sub-values
+    (copying a large record for every put would make hot keys quadratic). ``existing`` must
+    hold every stored row the ops touch and ``limits`` every database they touch, both read
+    under the transaction's lock.
+    """
+    states: dict[tuple[str, str], _KeyState | None] = {}
+    applied: list[tuple[PendingPut, tuple[str, str], Any, str | None]] = []
+    spent: list[tuple[str, str]] = []
+    for op in ops:
+        ident = (op.database, op.key)
+        if ident in states:
+            state = states[ident]
+        else:
+            row = existing.get(ident)
+            state = states[ident] = (
+                None
+                if row is None
+                else _KeyState(
+                    None,
+                    row.text,
+                    False,
+                    row.size,
+                    row.merge_strategy,
+                    row.created_at,
+                    row.updated_at,
+                )
+            )
+        limit = limits[op.database]
+        rate = limit.writes_per_second_per_user
+        if rate is not None and op.user is not None:
+            wait = buckets.take(op.database, op.user, rate, op.now / 1000)
+            if wait is not None:
+                op.error = ThrottledError(
+                    f"user {op.user!r} exceeded {rate:g} writes per second on database "
+                    f"{op.database!r}; retry in {max(wait, 0.001):.3f} s",
+                    database=op.database,
+                )
+                continue
+            spent.append((op.database, op.user))
+
+        value: Any = None
+        text: str | None
+        if state is None or op.strategy == "replace":
+            text, size = op.text, op.size
+        else:
+            try:
+                value = merge(state.current(), decode_json(op.text), op.strategy)
+            except RecursionError:
+                op.error = StorageError(
+                    f"record {op.key!r} in database {op.database!r} is nested too deeply to "
+                    f"merge; nothing was written",
+                    database=op.database,
+                )
+                continue
+            # The encoding of a merge is never longer than both inputs' encodings together,
+            # so the exact size (a full re-encoding) is only needed near the limit.
+            text, size = None, state.size + op.size
+            if size > limit.max_record_bytes:
+                text = encode_json(value)
+                size = json_size(text)
+        if size > limit.max_record_bytes:
+            op.error = RecordTooLargeError(
+                f"record {op.key!r} in database {op.database!r} would be {size} bytes "
+                f"(JSON-encoded), over the database's limit of {limit.max_record_bytes} "
+                f"bytes; nothing was written",
+                database=op.database,
+            )
+            continue
+        if state is None:
+            state = states[ident] = _KeyState(
+                None, text, False, size, op.strategy, op.now_text, op.now_text
+            )
+        else:
+            state.value, state.text, state.decoded = value, text, value is not None
+            state.size, state.merge_strategy, state.updated_at = size, op.strategy, op.now_text
+        state.dirty = True
+        applied.append((op, ident, value, text))
+
+    for op, ident, value, text in applied:
+        state = states[ident]
+        assert state is not None
+        op.result = {
+            "id": op.key,
+            # Decoded from JSON or built by merge from such decodings: nobody else holds it.
+            # Puts to one key in one batch may share unchanged sub-values with each other.
+            "data": decode_json(text) if text is not None else value,
+            "merge_strategy": op.strategy,
+            "created_at": state.created_at,
+            "updated_at": op.now_text,
+        }
+    writes = [
+        RowWrite(
+            database,
+            key,
+            state.text if state.text is not None else encode_json(state.value),
+            state.merge_strategy,
+            state.created_at,
+            state.updated_at,
+        )
+        for (database, key), state in states.items()
+        if state is not None and state.dirty
+    ]
+    return writes, spent
+
+
+class _Batch:
+    """Puts written in one transaction; ``done`` is set once they all have their outcome."""
+
+    __slots__ = ("captain", "done", "ops", "sealed")
+
+    def __init__(self) -> None:
+        self.ops: list[PendingPut] = []
+        self.done = anyio.Event()
+        self.sealed = False  # writing started: no put may join or leave any more
+        self.captain = True  # False once the put that was to write this batch was cancelled
+
+
+class WriteBatcher:
+    """Coalesces concurrent puts into batches written one at a time, in arrival order.
+
+    There is no background task. Puts join the newest batch until it is full or being
+    written. The first put of a batch is its *captain*: it waits until the batch before has
+    been written, yields once so that puts started in the same event-loop turn can join, then
+    writes the batch (shielded from cancellation, so that no batch is left half-done) and wakes
+    every put in it. So the puts themselves are the writer: nothing needs an owner task group,
+    a backend can be opened and closed from any task, and no task is left running that nobody
+    awaits. A put cancelled before its batch is sealed is withdrawn; if it was the captain, the
+    writer of the batch before writes this one too.
+    """
+
+    def __init__(self, write: Callable[[list[PendingPut]], Awaitable[None]]) -> None:
+        self._write = write
+        self._batches: deque[_Batch] = deque()  # not yet done, oldest first
+
+    async def submit(self, op: PendingPut) -> Record:
+        """Queue ``op``, wait for its batch to commit, return its record or raise its error."""
+        batches = self._batches
+        batch = batches[-1] if batches else None
+        if batch is not None and not batch.sealed and len(batch.ops) < MAX_BATCH:
+            batch.ops.append(op)
+            try:
+                await batch.done.wait()
+            except BaseException:
+                if not batch.sealed:
+                    batch.ops.remove(op)
+                raise
+            return _outcome(op)
+
+        before = batch
+        batch = _Batch()
+        batch.ops.append(op)
+        batches.append(batch)
+        if before is not None:
+            try:
+                await before.done.wait()
+            except BaseException:
+                if before.done.is_set():
+                    await self._run(batch)  # our turn had come: the batch must be written
+                else:
+                    batch.ops.remove(op)
+                    batch.captain = False
+                raise
+        await self._run(batch)
+        return _outcome(op)
+
+    async def _run(self, batch: _Batch) -> None:
+        """Write ``batch``, then any following batches whose captain was cancelled."""
+        with anyio.CancelScope(shield=True):
+            while True:
+                await anyio.lowlevel.checkpoint()
+                batch.sealed = True
+                try:
+                    if batch.ops:
+                        await self._write_batch(batch.ops)
+                finally:
+                    self._batches.popleft()
+                    batch.done.set()
+                if not self._batches or self._batches[0].captain:
+                    return
+                batch = self._batches[0]
+
+    async def _write_batch(self, batch: list[PendingPut]) -> None:
+        try:
+            await self._write(batch)
+        except StorageError as error:
+            for op in batch:
+                op.result, op.error = None, error
+        except Exception as error:  # a bug must not leave puts hanging
+            failure = StorageError(f"writing {describe_batch(len(batch))} failed: {error!r}")
+            failure.__cause__ = error
+            for op in batch:
+                op.result, op.error = None, failure
+
+    async def drain(self) -> None:
+        """Wait until every queued put has been written."""
+        while self._batches:
+            await self._batches[-1].done.wait()
+
+
+def _outcome(op: PendingPut) -> Record:
+    if op.error is not None:
+        # Each caller raises its own copy: one exception object raised in many tasks would
+        # collect all their tracebacks.
+        error = copy.copy(op.error)
+        raise error from op.error.__cause__
+    if op.result is None:
+        raise StorageError(f"put of {op.key!r} in database {op.database!r} was not written")
+    return op.result

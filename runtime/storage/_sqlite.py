@@ -1,0 +1,449 @@
+"""The SQLite backend: team databases in one local file (the default store).
+
+The file is in WAL mode, so readers never wait for the writer and the writer never waits for
+readers; writers of several processes take turns through ``BEGIN IMMEDIATE`` and
+``busy_timeout``. Every blocking call runs in a worker thread (``anyio.to_thread``), one batch
+per call. Two connections per backend: one for writes, one for reads (an in-memory database
+has a single connection, since a second one would open a different database).
+
+The worker thread gives up the GIL inside every ``sqlite3_step`` and must win it back from the
+event loop each time, which can take a whole switch interval (5 ms) when the loop is busy. So
+the statements here are shaped to take few steps: many rows per ``INSERT`` (power-of-two
+chunks, so a handful of cached statements serve every batch size), and multi-row reads folded
+into one ``json_group_array`` row. With ``executemany`` a batch of 1,000 slowed down 20-fold
+while the event loop was busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from ..errors import StorageError
+from ._base import StorageBackend
+from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, plan_batch
+from ._migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, pending_migrations
+from ._records import (
+    DatabaseInfo,
+    DatabaseLimits,
+    Record,
+    decode_json,
+    describe_batch,
+    format_millis,
+    format_timestamp,
+    json_size,
+)
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another process's write transaction before giving up."""
+
+# Rows per INSERT statement: a power of two, times 6 columns within SQLite's bound-parameter
+# limit (32,766 since SQLite 3.32; 999 before).
+_MAX_ROWS_PER_INSERT = 512
+_DAY_MS = 86_400_000
+_LIST_PAGE = 2000  # rows per read of list_records
+_RECORD_COLUMNS = "key, data, merge_strategy, created_at, updated_at"
+_LIMIT_COLUMNS = "max_record_bytes, writes_per_second_per_user, retention_days"
+
+
+class SQLiteBackend(StorageBackend):
+    """Team databases in the SQLite file ``path`` (``None``: a private in-memory database).
+
+    ``synchronous`` is SQLite's ``PRAGMA synchronous``: ``FULL`` (default) makes every
+    acknowledged batch survive a power cut; ``NORMAL`` survives a crash of the process only.
+    """
+
+    def __init__(self, path: str | None, *, url: str, synchronous: str = "FULL") -> None:
+        super().__init__(url)
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise StorageError(
+                f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r} ({url})"
+            )
+        self._path = path
+        self._synchronous = synchronous.upper()
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._read_lock = self._write_lock if path is None else threading.Lock()
+        self._buckets = TokenBuckets()
+        self._rows_per_insert = _MAX_ROWS_PER_INSERT
+
+    # --- connections ---------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._open_sync)
+        except BaseException:
+            await self._close()
+            raise
+
+    def _open_sync(self) -> None:
+        try:
+            self._write_conn = self._connect()
+            self._migrate(self._write_conn)
+            try:
+                self._write_conn.execute("SELECT json_array(1)")
+            except sqlite3.OperationalError:
+                raise StorageError(
+                    f"SQLite database {self.url}: this SQLite ({sqlite3.sqlite_version}) lacks "
+                    "the JSON functions brickrun needs (built in since SQLite 3.38)"
+                ) from None
+            variables = self._write_conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            while self._rows_per_insert * 6 > variables:
+                self._rows_per_insert //= 2
+            self._read_conn = self._write_conn if self._path is None else self._connect()
+        except sqlite3.Error as error:
+            raise self._error("opening it", error) from error
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path if self._path is not None else ":memory:",
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # used from anyio's worker threads, one at a time
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if self._path is not None:
+                self._enable_wal(conn)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs an exclusive lock; processes opening the same new
+        # file at once can see "database is locked" here without the busy handler helping.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock before reading schema_version, so two processes
+        # opening a new file cannot both decide to create the tables.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(SCHEMA_VERSION_TABLE)
+            (current,) = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_version"
+            ).fetchone()
+            for migration in pending_migrations(current, SQLITE_MIGRATIONS, url=self.url):
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    (
+                        migration.version,
+                        migration.description,
+                        format_timestamp(datetime.now(UTC)),
+                    ),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    async def _close(self) -> None:
+        await anyio.to_thread.run_sync(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._write_lock:
+            conn, self._write_conn = self._write_conn, None
+            if conn is not None:
+                conn.close()
+        with self._read_lock:
+            conn, self._read_conn = self._read_conn, None
+            if conn is not None:
+                conn.close()
+
+    def _error(self, action: str, error: sqlite3.Error) -> StorageError:
+        """A :class:`StorageError` naming this database, what failed and the likely cause."""
+        text = str(error)
+        name = getattr(error, "sqlite_errorname", "")
+        hint = ""
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            hint = " (the disk is full, or the database reached its maximum size)"
+        elif name == "SQLITE_CANTOPEN" or "unable to open" in text:
+            hint = self._cant_open_hint()
+        elif name in ("SQLITE_READONLY",) or "readonly" in text:
+            hint = " (the file or its directory is not writable)"
+        elif name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text:
+            hint = f" (another process held the write lock for more than {BUSY_TIMEOUT_S:g} s)"
+        return StorageError(f"SQLite database {self.url}: {action} failed: {text}{hint}")
+
+    def _cant_open_hint(self) -> str:
+        if self._path is None:
+            return ""
+        directory = os.path.dirname(os.path.abspath(self._path))
+        if not os.path.isdir(directory):
+            return f" (directory {directory} does not exist or is not a directory)"
+        if not os.access(directory, os.W_OK):
+            return f" (directory {directory} is not writable)"
+        return f" (cannot create or open the file or its -wal/-shm files in {directory})"
+
+    async def _read(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._read_lock:
+                if self._read_conn is None:
+                    raise StorageError(f"storage {self.url} is closed")
+                try:
+                    return fn(self._read_conn)
+                except sqlite3.Error as error:
+                    raise self._error(action, error) from error
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _write(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._write_lock:
+                conn = self._write_conn
+                if conn is None:
+                    raise StorageError(f"storage {self.url} is closed")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        _rollback(conn)
+                        raise
+                except sqlite3.Error as error:
+                    raise self._error(action, error) from error
+                return result
+
+        return await anyio.to_thread.run_sync(run)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def _write_batch(self, ops: list[PendingPut]) -> None:
+        spent: list[tuple[str, str]] = []
+
+        def apply(conn: sqlite3.Connection) -> None:
+            names = sorted({op.database for op in ops})
+            limits = _load_limits(conn, names)
+            existing = _load_rows(conn, ops)
+            writes, tokens = plan_batch(
+                ops, existing, {n: limits.get(n) or DatabaseLimits() for n in names}, self._buckets
+            )
+            spent.extend(tokens)
+            created = sorted({w.database for w in writes} - limits.keys())
+            conn.executemany(_insert_database_sql(), [_limits_row(n, None) for n in created])
+            _upsert(conn, writes, self._rows_per_insert)
+
+        # Puts only reach here through the batcher, one batch at a time; BEGIN IMMEDIATE
+        # (in _write) makes the read-merge-write of the whole batch atomic against other
+        # processes, which would otherwise read the same old record and overwrite each other.
+        try:
+            await self._write(f"writing {describe_batch(len(ops))}", apply)
+        except BaseException:
+            self._buckets.refund(spent)
+            raise
+
+    async def _delete(self, database: str, key: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM records WHERE database_id = ? AND key = ?", (database, key)
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(f"deleting record {key!r} of database {database!r}", run)
+
+    async def _set_limits(self, database: str, limits: DatabaseLimits) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                _insert_database_sql()
+                + " ON CONFLICT (id) DO UPDATE SET max_record_bytes = excluded.max_record_bytes,"
+                " writes_per_second_per_user = excluded.writes_per_second_per_user,"
+                " retention_days = excluded.retention_days",
+                _limits_row(database, limits),
+            )
+
+        await self._write(f"setting the limits of database {database!r}", run)
+
+    async def _cleanup(self, database: str, now: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            limits = _load_limits(conn, [database]).get(database)
+            if limits is None or limits.retention_days is None:
+                return 0
+            cutoff = format_millis(now - limits.retention_days * _DAY_MS)
+            cursor = conn.execute(
+                "DELETE FROM records WHERE database_id = ? AND updated_at < ?", (database, cutoff)
+            )
+            return cursor.rowcount
+
+        return await self._write(f"cleaning up database {database!r}", run)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def _get(self, database: str, key: str) -> Record | None:
+        def run(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE database_id = ? AND key = ?",
+                (database, key),
+            ).fetchone()
+            return _record(row) if row is not None else None
+
+        return await self._read(f"reading record {key!r} of database {database!r}", run)
+
+    async def _list_records(
+        self, database: str, limit: int | None, offset: int, since: str | None
+    ) -> list[Record]:
+        where, params = "database_id = ?", [database]
+        if since is not None:
+            where, params = where + " AND created_at >= ?", [database, since]
+        query = (
+            f"SELECT json_group_array(json_array({_RECORD_COLUMNS})) FROM ("
+            f" SELECT {_RECORD_COLUMNS} FROM records WHERE {where}"
+            " ORDER BY created_at, key LIMIT ? OFFSET ?)"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[Record]:
+            # Pages of rows folded into one JSON text each (one step per page, see the module
+            # docstring), read in one transaction so that pages are of one snapshot.
+            records: list[Record] = []
+            conn.execute("BEGIN")
+            try:
+                while limit is None or len(records) < limit:
+                    size = _LIST_PAGE if limit is None else min(_LIST_PAGE, limit - len(records))
+                    (text,) = conn.execute(query, (*params, size, offset + len(records))).fetchone()
+                    rows = decode_json(text)
+                    # json_group_array does not promise to keep the subquery's order.
+                    rows.sort(key=lambda row: (row[3], row[0]))
+                    records.extend(_record(row) for row in rows)
+                    if len(rows) < size:
+                        break
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            return records
+
+        return await self._read(f"listing records of database {database!r}", run)
+
+    async def _count(self, database: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM records WHERE database_id = ?", (database,)
+            ).fetchone()
+            return int(count)
+
+        return await self._read(f"counting records of database {database!r}", run)
+
+    async def _list_databases(self) -> list[DatabaseInfo]:
+        def run(conn: sqlite3.Connection) -> list[DatabaseInfo]:
+            rows = conn.execute(
+                f"SELECT id, {_LIMIT_COLUMNS},"
+                " (SELECT count(*) FROM records r WHERE r.database_id = d.id)"
+                " FROM databases d ORDER BY id"
+            ).fetchall()
+            return [DatabaseInfo(row[0], int(row[4]), _limits(row[1:4])) for row in rows]
+
+        return await self._read("listing databases", run)
+
+    async def _get_limits(self, database: str) -> DatabaseLimits | None:
+        def run(conn: sqlite3.Connection) -> DatabaseLimits | None:
+            return _load_limits(conn, [database]).get(database)
+
+        return await self._read(f"reading the limits of database {database!r}", run)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _insert_database_sql() -> str:
+    return f"INSERT INTO databases (id, {_LIMIT_COLUMNS}) VALUES (?, ?, ?, ?)"
+
+
+def _limits_row(name: str, limits: DatabaseLimits | None) -> tuple[Any, ...]:
+    limits = limits or DatabaseLimits()
+    return (
+        name,
+        limits.max_record_bytes,
+        limits.writes_per_second_per_user,
+        limits.retention_days,
+    )
+
+
+def _limits(row: tuple[Any, ...]) -> DatabaseLimits:
+    return DatabaseLimits(int(row[0]), row[1], row[2])
+
+
+def _load_limits(conn: sqlite3.Connection, names: list[str]) -> dict[str, DatabaseLimits]:
+    rows = conn.execute(
+        f"SELECT id, {_LIMIT_COLUMNS} FROM databases WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(names),),
+    )
+    return {row[0]: _limits(row[1:]) for row in rows}
+
+
+def _load_rows(conn: sqlite3.Connection, ops: list[PendingPut]) -> dict[tuple[str, str], StoredRow]:
+    keys: dict[str, set[str]] = {}
+    for op in ops:
+        keys.setdefault(op.database, set()).add(op.key)
+    found: dict[tuple[str, str], StoredRow] = {}
+    for database, names in keys.items():
+        # Keys go in as one JSON array and rows come out as one: two GIL hand-overs in all.
+        (text,) = conn.execute(
+            f"SELECT json_group_array(json_array({_RECORD_COLUMNS})) FROM records"
+            " WHERE database_id = ? AND key IN (SELECT value FROM json_each(?))",
+            (database, json.dumps(list(names))),
+        ).fetchone()
+        for key, data, strategy, created, updated in decode_json(text):
+            found[(database, key)] = StoredRow(data, json_size(data), strategy, created, updated)
+    return found
+
+
+@lru_cache(maxsize=16)
+def _upsert_sql(rows: int) -> str:
+    return (
+        "INSERT INTO records (database_id, key, data, merge_strategy, created_at, updated_at)"
+        " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * rows) + " ON CONFLICT (database_id, key)"
+        " DO UPDATE SET data = excluded.data, merge_strategy = excluded.merge_strategy,"
+        " updated_at = excluded.updated_at"
+    )
+
+
+def _upsert(conn: sqlite3.Connection, writes: list[RowWrite], most: int) -> None:
+    """Insert or update ``writes`` in chunks of power-of-two sizes up to ``most`` rows."""
+    start = 0
+    while start < len(writes):
+        size = most
+        while size > len(writes) - start:
+            size //= 2
+        conn.execute(
+            _upsert_sql(size), [value for row in writes[start : start + size] for value in row]
+        )
+        start += size
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    key, data, strategy, created, updated = row
+    return {
+        "id": key,
+        "data": decode_json(data),
+        "merge_strategy": strategy,
+        "created_at": created,
+        "updated_at": updated,
+    }

@@ -1,0 +1,1 @@
+"""Tests of the team-database storage layer (``brickrun.storage``)."""
