@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from brickrun import BrickContext, BusinessError, brick, iso_millis
+from brickrun import BrickContext, BusinessError, brick, iso_millis, telemetry_disabled
 
 __all__ = ["BRICKS"]
 
@@ -91,4 +91,21 @@ async def run_metadata(args: Any, ctx: BrickContext) -> dict[str, Any]:
     }
 
 
-BRICKS = [identity, raise_error, timestamp, new_uuid, run_metadata]
+@brick(
+    id="@pixies/telemetry/enabled",
+    name="Is Telemetry Enabled",
+    description="Whether telemetry may be recorded here: false when BRICKRUN_TELEMETRY_DISABLED "
+    "or DO_NOT_TRACK is set (to anything but empty, 0 or false), with the reason.",
+    input_schema={},
+    default_output_key="telemetry",
+)
+async def telemetry_enabled(args: Any, ctx: BrickContext) -> dict[str, Any]:
+    if telemetry_disabled():
+        return {
+            "enabled": False,
+            "reason": "telemetry disabled by BRICKRUN_TELEMETRY_DISABLED or DO_NOT_TRACK",
+        }
+    return {"enabled": True, "reason": None}
+
+
+BRICKS = [identity, raise_error, timestamp, new_uuid, run_metadata, telemetry_enabled]

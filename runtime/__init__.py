@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._sync import SyncRuntime
     from ._trace import TraceRecord
     from ._validate import validate_paths
+    from .telemetry import telemetry_disabled
     from .errors import (
         BrickError,
         BrickrunError,
@@ -100,6 +101,7 @@ _LAZY = {
     "VirtualClock": "._clock",
     "brick": "._bricks",
     "is_truthy": "._render",
+    "telemetry_disabled": ".telemetry",
     "validate_paths": "._validate",
 }
 
@@ -164,5 +166,6 @@ __all__ = [
     "brick",
     "is_truthy",
     "iso_millis",
+    "telemetry_disabled",
     "validate_paths",
 ]

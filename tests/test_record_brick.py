@@ -100,3 +100,37 @@ async def test_record_without_a_user_fails_in_the_background_only(tmp_path: Any)
         await runtime.drain()
         [error] = list(runtime.background_errors)
     assert "needs a page visit" in error.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("variable", "value", "disabled"),
+    [
+        ("DO_NOT_TRACK", "1", True),
+        ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
+        ("BRICKRUN_TELEMETRY_DISABLED", "yes", True),
+        ("DO_NOT_TRACK", "0", False),
+        ("DO_NOT_TRACK", "false", False),
+        ("DO_NOT_TRACK", "", False),
+    ],
+)
+async def test_disabled_telemetry_records_nothing_and_says_so(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, disabled: bool
+) -> None:
+    monkeypatch.setenv(variable, value)
+    url = f"sqlite:///{tmp_path / 'dnt.sqlite'}"
+    async with Runtime(database_url=url, entry_points=False) as runtime:
+        runtime.sign_in("ada@example.com")
+        runtime.visit("https://example.com/x")
+        result = await runtime.run_brick("@pixies/telemetry/record", INPUT)
+        await runtime.drain()
+        stored = await (await runtime.storage()).count("telemetry-dev")
+        assert list(runtime.background_errors) == []
+    if disabled:
+        assert result.output == {
+            "recorded": False,
+            "reason": "telemetry disabled by BRICKRUN_TELEMETRY_DISABLED or DO_NOT_TRACK",
+        }
+        assert stored == 0
+    else:
+        assert (result.output, stored) == ({}, 1)
