@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from ._sync import SyncRuntime
     from ._trace import TraceRecord
     from ._validate import validate_paths
-    from .telemetry import telemetry_disabled
     from .errors import (
         BrickError,
         BrickrunError,
@@ -53,6 +52,7 @@ if TYPE_CHECKING:
         ThrottledError,
         UnknownBrickError,
     )
+    from .telemetry import telemetry_disabled
 
 __version__ = "0.1.0"
 
