@@ -60,6 +60,9 @@ class Brick:
     _pipelines: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _has_defaults: bool = field(default=False, init=False, repr=False)
     _checked: bool = field(default=False, init=False, repr=False)
+    # Built-in bricks are tested against their output schemas; checking every output again at
+    # run time would cost a validation per step for nothing.
+    _trusted_output: bool = field(default=False, init=False, repr=False)
 
     def _prepare(self) -> None:
         """Compile what every call needs (once per brick object, by the registry)."""
@@ -71,7 +74,8 @@ class Brick:
         self._validator = InputValidator(self.input_schema)
         if self.output_schema:
             self.output_schema = normalize_schema(self.output_schema)
-            self._output_validator = InputValidator(self.output_schema)
+            if not self._trusted_output:
+                self._output_validator = InputValidator(self.output_schema)
         self._integrations = integration_properties(self.input_schema)
         self._pipelines = pipeline_properties(self.input_schema)
         self._has_defaults = _has_defaults(self.input_schema)

@@ -12,7 +12,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ._clock import Clock, SystemClock
@@ -22,7 +22,13 @@ __all__ = ["Host", "InProcessHost", "PageVisit", "User", "iso_millis"]
 
 def iso_millis(instant: datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z`` (JavaScript's ``toISOString``)."""
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+    if instant.utcoffset():
+        instant = instant.astimezone(UTC)
+    # An f-string is ~2x faster than strftime, and timestamps are minted on hot paths.
+    return (
+        f"{instant.year:04d}-{instant.month:02d}-{instant.day:02d}T{instant.hour:02d}:"
+        f"{instant.minute:02d}:{instant.second:02d}.{instant.microsecond // 1000:03d}Z"
+    )
 
 
 @dataclass(frozen=True)
