@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from brickrun import Brick
 
-from . import async_state, basic, context, control, data, http, state
+from . import async_state, basic, context, control, data, http, state, telemetry
 
 __all__ = ["builtin_bricks"]
 
@@ -22,4 +22,5 @@ def builtin_bricks() -> list[Brick]:
         *control.BRICKS,
         *state.BRICKS,
         *async_state.BRICKS,
+        *telemetry.BRICKS,
     ]

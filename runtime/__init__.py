@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         ThrottledError,
         UnknownBrickError,
     )
-    from .telemetry import telemetry_disabled
+    from .telemetry import Recorder, TelemetryEvent, TelemetryService, telemetry_disabled
 
 __version__ = "0.1.0"
 
@@ -101,6 +101,9 @@ _LAZY = {
     "VirtualClock": "._clock",
     "brick": "._bricks",
     "is_truthy": "._render",
+    "Recorder": ".telemetry",
+    "TelemetryEvent": ".telemetry",
+    "TelemetryService": ".telemetry",
     "telemetry_disabled": ".telemetry",
     "validate_paths": "._validate",
 }
@@ -148,6 +151,7 @@ __all__ = [
     "PropError",
     "RecordNotFoundError",
     "RecordTooLargeError",
+    "Recorder",
     "RegistrationError",
     "RunCancelledError",
     "RunError",
@@ -157,6 +161,8 @@ __all__ = [
     "StorageError",
     "SyncRuntime",
     "SystemClock",
+    "TelemetryEvent",
+    "TelemetryService",
     "ThrottledError",
     "TraceRecord",
     "UnknownBrickError",

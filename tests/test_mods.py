@@ -182,6 +182,7 @@ async def test_reported_event_holds_only_the_documented_fields(
         "metadata": {},
         "private_metadata": {},
         "error": None,
+        "context": None,
     }
 
 

@@ -67,6 +67,7 @@ class TelemetryEvent:
     metadata: dict[str, int | float | bool] = field(default_factory=dict)
     private_metadata: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    context: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def __post_init__(self) -> None:
@@ -88,4 +89,5 @@ class TelemetryEvent:
             "metadata": dict(self.metadata),
             "private_metadata": dict(self.private_metadata),
             "error": self.error,
+            "context": self.context,
         }
