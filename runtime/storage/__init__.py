@@ -9,6 +9,9 @@ behave identically (one test suite runs against both):
   per batch and each returns once its batch committed.
 - Per-database :class:`DatabaseLimits` (record size, writes per second per user, retention) are
   stored in the store itself, so every process enforces the same ones.
+- ``put(..., outbox=True)`` also queues the record for export in the same transaction; the
+  ``outbox_*`` methods claim, acknowledge, reschedule and dead-letter queued records (see
+  :mod:`._outbox`), and ``cleanup`` never deletes a record that is still queued.
 - Failures are :class:`~brickrun.errors.StorageError` subclasses naming the store by its URL
   with any password replaced by ``***``.
 
@@ -27,6 +30,10 @@ from ._base import (
     MERGE_STRATEGIES,
     DatabaseInfo,
     DatabaseLimits,
+    DeadLetter,
+    OutboxItem,
+    OutboxState,
+    OutboxStatus,
     Record,
     StorageBackend,
     merge,
@@ -37,6 +44,10 @@ __all__ = [
     "MERGE_STRATEGIES",
     "DatabaseInfo",
     "DatabaseLimits",
+    "DeadLetter",
+    "OutboxItem",
+    "OutboxState",
+    "OutboxStatus",
     "Record",
     "StorageBackend",
     "merge",

@@ -3,13 +3,17 @@
 The public methods here check their arguments and then call the backend's ``_``-prefixed
 hooks, so argument errors are identical on SQLite and PostgreSQL. What a write stores (merging,
 size limits, throttling, batching) is decided by :mod:`._batch`, also shared; a backend only
-moves rows. The record types are defined in :mod:`._records` and re-exported here.
+moves rows. The record types are defined in :mod:`._records` and re-exported here; the outbox
+(records waiting to be exported) is described in :mod:`._outbox`.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -18,6 +22,14 @@ import anyio
 
 from ..errors import RecordNotFoundError, StorageError
 from ._batch import PendingPut, WriteBatcher
+from ._outbox import (
+    DeadLetter,
+    OutboxItem,
+    OutboxState,
+    OutboxStatus,
+    check_items,
+    short_error,
+)
 from ._records import (
     MERGE_STRATEGIES,
     DatabaseInfo,
@@ -36,10 +48,17 @@ __all__ = [
     "MERGE_STRATEGIES",
     "DatabaseInfo",
     "DatabaseLimits",
+    "DeadLetter",
+    "OutboxItem",
+    "OutboxState",
+    "OutboxStatus",
     "Record",
     "StorageBackend",
     "merge",
 ]
+
+DEFAULT_LEASE_SECONDS = 60.0
+"""How long a claim holds its outbox rows unless the claimer says otherwise."""
 
 
 class _State(enum.Enum):
@@ -125,13 +144,16 @@ class StorageBackend(ABC):
         *,
         user: str | None = None,
         now: datetime | None = None,
+        outbox: bool = False,
     ) -> Record:
         """Merge ``value`` (a JSON object) into the record ``key`` of ``database``; return it.
 
         The database is created with default limits on its first write. ``user`` is who
         writes, for ``writes_per_second_per_user`` (``None`` is never throttled); ``now`` is the
         write time (default: the current time; naive means UTC), which sets ``updated_at``,
-        ``created_at`` on the first write, and drives the throttle's clock.
+        ``created_at`` on the first write, and drives the throttle's clock. ``outbox=True``
+        also queues the record for export (:mod:`._outbox`) in the same transaction: the put
+        returns once both committed, and a refused or failed put queues nothing.
 
         The returned record's data is a fresh decoding, except that puts to one key coalesced
         into one batch may share unchanged sub-values: treat returned records as read-only.
@@ -152,7 +174,7 @@ class StorageBackend(ABC):
         millis = to_millis(now)
         if self._state is not _State.OPEN:
             self._check_open()
-        op = PendingPut(database, key, text, size, merge_strategy, user, millis)
+        op = PendingPut(database, key, text, size, merge_strategy, user, millis, outbox is True)
         return await self._batcher.submit(op)
 
     async def get(self, database: str, key: str) -> Record | None:
@@ -172,7 +194,8 @@ class StorageBackend(ABC):
         return record
 
     async def delete(self, database: str, key: str) -> bool:
-        """Delete one record; ``True`` if it existed."""
+        """Delete one record and its outbox row, if any (it will not be exported); ``True``
+        if the record existed."""
         check_database_id(database)
         check_key(database, key)
         self._check_open()
@@ -226,11 +249,126 @@ class StorageBackend(ABC):
         return await self._get_limits(database) or DatabaseLimits()
 
     async def cleanup(self, database: str, *, now: datetime | None = None) -> int:
-        """Delete records last updated more than ``retention_days`` before ``now``; how many."""
+        """Delete records last updated more than ``retention_days`` before ``now``; how many.
+
+        A record with an outbox row (pending, leased or dead: not exported yet) is kept,
+        however old: retention never deletes unexported data.
+        """
         check_database_id(database)
         millis = to_millis(now)
         self._check_open()
         return await self._cleanup(database, millis)
+
+    # outbox (see ._outbox for the state machine)
+
+    async def outbox_claim(
+        self,
+        limit: int,
+        *,
+        database: str | None = None,
+        now: datetime | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` due outbox rows (of ``database``, or of any) until ``now +
+        lease_seconds``; return them, with their records, in the order they became due.
+
+        Due: pending with ``next_attempt_at <= now``, including rows whose lease ended. Each
+        claimed row's ``attempts`` grows by one. Concurrent claims, also from other processes
+        and hosts, never return the same row while its lease lasts (SQLite: one write
+        transaction; PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so claimers do not wait on each
+        other).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise StorageError(f"limit must be a positive integer, got {limit!r}")
+        if database is not None:
+            check_database_id(database)
+        if (
+            isinstance(lease_seconds, bool)
+            or not isinstance(lease_seconds, int | float)
+            or not math.isfinite(lease_seconds)
+            or lease_seconds <= 0
+        ):
+            raise StorageError(f"lease_seconds must be a positive number, got {lease_seconds!r}")
+        millis = to_millis(now)
+        self._check_open()
+        lease = secrets.token_hex(8)
+        until = millis + max(1, round(lease_seconds * 1000))
+        return await self._outbox_claim(limit, database, millis, until, lease)
+
+    async def outbox_ack(self, items: Iterable[OutboxItem], *, now: datetime | None = None) -> int:
+        """Mark ``items`` exported: delete their rows; return how many were deleted.
+
+        Rows no longer held under the item's lease are left alone (another claimer owns them
+        now). A row whose record was put again after the claim stays queued, due at once, so
+        that the newer version is sent too. ``now`` is recorded as the last export time.
+        """
+        checked = check_items(items, "outbox_ack")
+        millis = to_millis(now)
+        self._check_open()
+        return await self._outbox_ack(checked, millis) if checked else 0
+
+    async def outbox_retry(
+        self,
+        items: Iterable[OutboxItem],
+        *,
+        next_attempt_at: datetime,
+        error: str,
+        count_attempt: bool = True,
+    ) -> int:
+        """Release ``items`` to be claimed again at ``next_attempt_at``, remembering ``error``
+        (one line, at most 500 characters: never a payload). With ``count_attempt=False`` the
+        claim's attempt is given back. Returns how many rows were still held and released."""
+        checked = check_items(items, "outbox_retry")
+        millis = to_millis(next_attempt_at)
+        self._check_open()
+        if not checked:
+            return 0
+        return await self._outbox_retry(checked, millis, short_error(error), count_attempt)
+
+    async def outbox_dead(
+        self, items: Iterable[OutboxItem], reason: str, *, now: datetime | None = None
+    ) -> int:
+        """Move ``items`` to the dead-letter state with ``reason`` (one line, at most 500
+        characters: never a payload); return how many rows were still held and moved. Dead
+        rows are never claimed, and their records never cleaned up, until requeued."""
+        checked = check_items(items, "outbox_dead")
+        millis = to_millis(now)
+        self._check_open()
+        return await self._outbox_dead(checked, short_error(reason), millis) if checked else 0
+
+    async def outbox_requeue(
+        self, database: str | None = None, *, now: datetime | None = None
+    ) -> int:
+        """Make the dead rows (of ``database``, or all) pending again with no attempts, due at
+        ``now``; return how many."""
+        if database is not None:
+            check_database_id(database)
+        millis = to_millis(now)
+        self._check_open()
+        return await self._outbox_requeue(database, millis)
+
+    async def outbox_status(
+        self,
+        database: str | None = None,
+        *,
+        now: datetime | None = None,
+        dead_letter_limit: int = 100,
+    ) -> OutboxStatus:
+        """Counts by state, the oldest unexported row's age, the last export and the dead
+        letters with their reasons, for ``database`` or for all (see :class:`OutboxStatus`)."""
+        if database is not None:
+            check_database_id(database)
+        if (
+            isinstance(dead_letter_limit, bool)
+            or not isinstance(dead_letter_limit, int)
+            or dead_letter_limit < 0
+        ):
+            raise StorageError(
+                f"dead_letter_limit must be a non-negative integer, got {dead_letter_limit!r}"
+            )
+        millis = to_millis(now)
+        self._check_open()
+        return await self._outbox_status(database, millis, dead_letter_limit)
 
     # hooks for the backends
 
@@ -274,7 +412,31 @@ class StorageBackend(ABC):
 
     @abstractmethod
     async def _cleanup(self, database: str, now: int) -> int:
-        """Apply ``retention_days``; ``now`` is in milliseconds since the epoch."""
+        """Apply ``retention_days``, keeping records with an outbox row; ``now`` is in
+        milliseconds since the epoch."""
+
+    @abstractmethod
+    async def _outbox_claim(
+        self, limit: int, database: str | None, now: int, until: int, lease: str
+    ) -> list[OutboxItem]:
+        """Lease due rows under ``lease`` until ``until`` (ms) in one transaction."""
+
+    @abstractmethod
+    async def _outbox_ack(self, items: list[OutboxItem], now: int) -> int: ...
+
+    @abstractmethod
+    async def _outbox_retry(
+        self, items: list[OutboxItem], next_attempt_at: int, error: str, count_attempt: bool
+    ) -> int: ...
+
+    @abstractmethod
+    async def _outbox_dead(self, items: list[OutboxItem], reason: str, now: int) -> int: ...
+
+    @abstractmethod
+    async def _outbox_requeue(self, database: str | None, now: int) -> int: ...
+
+    @abstractmethod
+    async def _outbox_status(self, database: str | None, now: int, limit: int) -> OutboxStatus: ...
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} ({self._state.name.lower()})>"

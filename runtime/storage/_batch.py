@@ -29,7 +29,15 @@ from ._records import (
     merge,
 )
 
-__all__ = ["MAX_BATCH", "PendingPut", "RowWrite", "StoredRow", "TokenBuckets", "WriteBatcher"]
+__all__ = [
+    "MAX_BATCH",
+    "PendingPut",
+    "RowWrite",
+    "StoredRow",
+    "TokenBuckets",
+    "WriteBatcher",
+    "outbox_keys",
+]
 
 MAX_BATCH = 1000
 """At most this many puts share one transaction: enough that per-transaction costs (fsync,
@@ -40,7 +48,8 @@ class PendingPut:
     """One ``put`` waiting for its batch; the backend sets ``result`` or ``error``.
 
     ``text`` is the value's compact JSON and ``size`` its UTF-8 size; ``now`` is the write
-    time in milliseconds since the epoch.
+    time in milliseconds since the epoch; ``outbox`` asks for an outbox row in the same
+    transaction, written only if the put itself is (see :func:`outbox_keys`).
     """
 
     __slots__ = (
@@ -49,6 +58,7 @@ class PendingPut:
         "key",
         "now",
         "now_text",
+        "outbox",
         "result",
         "size",
         "strategy",
@@ -65,6 +75,7 @@ class PendingPut:
         strategy: str,
         user: str | None,
         now: int,
+        outbox: bool = False,
     ) -> None:
         self.database = database
         self.key = key
@@ -74,6 +85,7 @@ class PendingPut:
         self.user = user
         self.now = now
         self.now_text = format_millis(now)
+        self.outbox = outbox
         self.result: Record | None = None
         self.error: StorageError | None = None
 
@@ -282,6 +294,13 @@ def plan_batch(
         if state is not None and state.dirty
     ]
     return writes, spent
+
+
+def outbox_keys(ops: list[PendingPut]) -> list[tuple[str, str]]:
+    """The (database, key) pairs that need an outbox row after :func:`plan_batch`: those of
+    puts with ``outbox`` that succeeded, each once, sorted (so concurrent batches lock outbox
+    rows in one order). A refused put queues nothing."""
+    return sorted({(op.database, op.key) for op in ops if op.outbox and op.result is not None})
 
 
 class _Batch:

@@ -64,6 +64,34 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX records_by_created ON records (database_id, created_at, key)",
         ),
     ),
+    Migration(
+        2,
+        "outbox",
+        (
+            # One row per record waiting to leave the store (see _outbox.py). Times are
+            # milliseconds since the epoch; next_attempt_at doubles as the lease's end while
+            # lease is set, so "due" is one indexed range test. version counts re-puts, so an
+            # ack never drops a row whose record changed after the claim.
+            "CREATE TABLE outbox ("
+            " id INTEGER PRIMARY KEY,"
+            " database_id TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL,"
+            " next_attempt_at INTEGER NOT NULL,"
+            " lease TEXT,"
+            " version INTEGER NOT NULL,"
+            " queued_at INTEGER NOT NULL,"
+            " last_error TEXT,"
+            " UNIQUE (database_id, key))",
+            "CREATE INDEX outbox_due ON outbox (state, next_attempt_at, id)",
+            # Acknowledged rows are deleted; what status reports about them is kept here.
+            "CREATE TABLE outbox_exports ("
+            " database_id TEXT PRIMARY KEY,"
+            " last_export_at INTEGER NOT NULL,"
+            " exported INTEGER NOT NULL)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -89,6 +117,30 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             # list_records' order. No index on updated_at: every index slows ingestion by
             # about a third, and cleanup (rare) can scan one database's rows instead.
             "CREATE INDEX records_by_created ON records (database_id, created_at, key)",
+        ),
+    ),
+    Migration(
+        2,
+        "outbox",
+        (
+            # As in SQLite (see there). GENERATED ... AS IDENTITY gives the claim order.
+            "CREATE TABLE outbox ("
+            " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            ' database_id TEXT COLLATE "C" NOT NULL,'
+            ' key TEXT COLLATE "C" NOT NULL,'
+            " state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL,"
+            " next_attempt_at BIGINT NOT NULL,"
+            " lease TEXT,"
+            " version BIGINT NOT NULL,"
+            " queued_at BIGINT NOT NULL,"
+            " last_error TEXT,"
+            " UNIQUE (database_id, key))",
+            "CREATE INDEX outbox_due ON outbox (state, next_attempt_at, id)",
+            "CREATE TABLE outbox_exports ("
+            ' database_id TEXT COLLATE "C" PRIMARY KEY,'
+            " last_export_at BIGINT NOT NULL,"
+            " exported BIGINT NOT NULL)",
         ),
     ),
 )

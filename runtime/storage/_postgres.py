@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -32,8 +33,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import StorageError
 from ._base import StorageBackend
-from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, plan_batch
+from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, outbox_keys, plan_batch
 from ._migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, pending_migrations
+from ._outbox import OutboxItem, OutboxStatus, build_status
 from ._records import (
     DatabaseInfo,
     DatabaseLimits,
@@ -202,11 +204,16 @@ class PostgresBackend(StorageBackend):
         if conn is not None:
             await _close_quietly(conn)
 
-    async def _transaction(self, action: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _transaction(
+        self, action: str, fn: Callable[[Conn], Awaitable[T]], *, durable: bool = True
+    ) -> T:
         """Run ``fn`` in a transaction on the write connection, re-running it on a deadlock.
 
         A broken connection is replaced on the next call, never retried here: the caller gets
         a :class:`StorageError` and the transaction's effects are all rolled back.
+        ``durable=False`` commits without waiting for the WAL flush (``synchronous_commit =
+        off``): for outbox transitions only, whose loss in a server crash is harmless (a lost
+        lease or schedule makes rows due again, a lost ack re-sends: at-least-once).
         """
         async with self._write_lock:
             for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
@@ -216,6 +223,8 @@ class PostgresBackend(StorageBackend):
                 conn = self._write_conn
                 try:
                     async with conn.transaction():
+                        if not durable:
+                            await conn.execute("SET LOCAL synchronous_commit = off")
                         return await fn(conn)
                 except (
                     psycopg.errors.DeadlockDetected,
@@ -282,6 +291,15 @@ class PostgresBackend(StorageBackend):
                     (_rows_json(updates),),
                 )
             await _insert_new(conn, [w for w in writes if (w.database, w.key) not in existing])
+            queued = outbox_keys(ops)
+            if queued:
+                # Wall-clock time, not the puts' now: a replay on a virtual clock must not
+                # schedule its exports years away.
+                wall = time.time_ns() // 1_000_000
+                await conn.execute(
+                    _ENQUEUE_SQL,
+                    (wall, wall, [d for d, _ in queued], [k for _, k in queued]),
+                )
 
         try:
             await self._transaction(f"writing {describe_batch(len(ops))}", apply)
@@ -293,6 +311,9 @@ class PostgresBackend(StorageBackend):
         async def run(conn: Conn) -> bool:
             cursor = await conn.execute(
                 "DELETE FROM records WHERE database_id = %s AND key = %s", (database, key)
+            )
+            await conn.execute(
+                "DELETE FROM outbox WHERE database_id = %s AND key = %s", (database, key)
             )
             return cursor.rowcount > 0
 
@@ -321,13 +342,178 @@ class PostgresBackend(StorageBackend):
             if limits is None or limits.retention_days is None:
                 return 0
             cutoff = format_millis(now - limits.retention_days * _DAY_MS)
+            # Records still in the outbox (pending, leased or dead) are not exported yet.
             cursor = await conn.execute(
-                "DELETE FROM records WHERE database_id = %s AND updated_at < %s::timestamptz",
+                "DELETE FROM records r WHERE r.database_id = %s"
+                " AND r.updated_at < %s::timestamptz AND NOT EXISTS"
+                " (SELECT 1 FROM outbox o WHERE o.database_id = r.database_id AND o.key = r.key)",
                 (database, cutoff),
             )
             return cursor.rowcount
 
         return await self._transaction(f"cleaning up database {database!r}", run)
+
+    # --- outbox --------------------------------------------------------------------------------
+
+    async def _outbox_claim(
+        self, limit: int, database: str | None, now: int, until: int, lease: str
+    ) -> list[OutboxItem]:
+        where = "state = 'pending' AND next_attempt_at <= %s"
+        params: tuple[Any, ...] = (now,)
+        if database is not None:
+            where, params = where + " AND database_id = %s", (now, database)
+
+        async def run(conn: Conn) -> list[OutboxItem]:
+            # SKIP LOCKED: rows another claimer is leasing right now are passed over, so
+            # concurrent exporters split the due rows instead of queueing behind each other.
+            cursor = await conn.execute(
+                "WITH due AS (SELECT id, next_attempt_at FROM outbox WHERE " + where + " ORDER BY"
+                " next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED),"
+                " claimed AS (UPDATE outbox o SET lease = %s, next_attempt_at = %s,"
+                " attempts = o.attempts + 1 FROM due WHERE o.id = due.id"
+                " RETURNING o.id, o.database_id, o.key, o.attempts, o.version,"
+                " due.next_attempt_at AS due_at)"
+                " SELECT c.id, c.database_id, c.key, c.attempts, c.version, r.data::text,"
+                " r.merge_strategy, r.created_at, r.updated_at FROM claimed c"
+                " LEFT JOIN records r ON r.database_id = c.database_id AND r.key = c.key"
+                " ORDER BY c.due_at, c.id",
+                (*params, limit, lease, until),
+            )
+            rows = await cursor.fetchall()
+            return [_outbox_item(row, lease) for row in rows]
+
+        return await self._transaction("claiming outbox rows", run, durable=False)
+
+    async def _outbox_ack(self, items: list[OutboxItem], now: int) -> int:
+        ids, leases, versions = _claims(items)
+
+        async def run(conn: Conn) -> int:
+            cursor = await conn.execute(
+                "DELETE FROM outbox o USING unnest(%s::bigint[], %s::text[], %s::bigint[])"
+                " AS t(id, lease, version)"
+                " WHERE o.id = t.id AND o.lease = t.lease AND o.version = t.version"
+                " RETURNING o.database_id",
+                (ids, leases, versions),
+            )
+            exported: dict[str, int] = {}
+            for (database,) in await cursor.fetchall():
+                exported[database] = exported.get(database, 0) + 1
+            # Still held after that: put again since the claim; the new version is due now.
+            await conn.execute(
+                "UPDATE outbox o SET lease = NULL, next_attempt_at = %s"
+                f" FROM {_CLAIMS} WHERE {_HELD}",
+                (now, ids, leases),
+            )
+            for database, count in sorted(exported.items()):
+                await conn.execute(
+                    "INSERT INTO outbox_exports AS e (database_id, last_export_at, exported)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (database_id) DO UPDATE SET"
+                    " last_export_at = greatest(e.last_export_at, excluded.last_export_at),"
+                    " exported = e.exported + excluded.exported",
+                    (database, now, count),
+                )
+            return sum(exported.values())
+
+        return await self._transaction(
+            f"acknowledging {len(items)} outbox row(s)", run, durable=False
+        )
+
+    async def _outbox_retry(
+        self, items: list[OutboxItem], next_attempt_at: int, error: str, count_attempt: bool
+    ) -> int:
+        ids, leases, _ = _claims(items)
+        refund = 0 if count_attempt else 1
+
+        async def run(conn: Conn) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox o SET lease = NULL, next_attempt_at = %s, last_error = %s,"
+                f" attempts = greatest(0, o.attempts - %s) FROM {_CLAIMS} WHERE {_HELD}",
+                (next_attempt_at, error, refund, ids, leases),
+            )
+            return cursor.rowcount
+
+        return await self._transaction(
+            f"rescheduling {len(items)} outbox row(s)", run, durable=False
+        )
+
+    async def _outbox_dead(self, items: list[OutboxItem], reason: str, now: int) -> int:
+        ids, leases, versions = _claims(items)
+
+        async def run(conn: Conn) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox o SET state = 'dead', lease = NULL, next_attempt_at = %s,"
+                " last_error = %s FROM unnest(%s::bigint[], %s::text[], %s::bigint[])"
+                " AS t(id, lease, version)"
+                " WHERE o.id = t.id AND o.lease = t.lease AND o.version = t.version",
+                (now, reason, ids, leases, versions),
+            )
+            # Put again since the claim: the verdict was about an older version.
+            await conn.execute(
+                "UPDATE outbox o SET lease = NULL, next_attempt_at = %s"
+                f" FROM {_CLAIMS} WHERE {_HELD}",
+                (now, ids, leases),
+            )
+            return cursor.rowcount
+
+        return await self._transaction(
+            f"dead-lettering {len(items)} outbox row(s)", run, durable=False
+        )
+
+    async def _outbox_requeue(self, database: str | None, now: int) -> int:
+        where = "state = 'dead'" + ("" if database is None else " AND database_id = %s")
+        params = (now,) if database is None else (now, database)
+
+        async def run(conn: Conn) -> int:
+            cursor = await conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %s,"
+                f" last_error = NULL WHERE {where}",
+                params,
+            )
+            return cursor.rowcount
+
+        return await self._transaction("requeueing dead outbox rows", run)
+
+    async def _outbox_status(self, database: str | None, now: int, limit: int) -> OutboxStatus:
+        where = "" if database is None else " AND database_id = %s"
+        params: tuple[Any, ...] = () if database is None else (database,)
+
+        async def run(conn: Conn) -> OutboxStatus:
+            # One snapshot for every figure.
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor = await conn.execute(
+                    "SELECT CASE WHEN state = 'pending' AND lease IS NOT NULL"
+                    " AND next_attempt_at > %s THEN 'leased' ELSE state END, count(*)"
+                    f" FROM outbox WHERE true{where} GROUP BY 1",
+                    (now, *params),
+                )
+                counts = await cursor.fetchall()
+                cursor = await conn.execute(
+                    f"SELECT min(queued_at) FROM outbox WHERE state = 'pending'{where}", params
+                )
+                oldest = await cursor.fetchone()
+                cursor = await conn.execute(
+                    "SELECT max(last_export_at), coalesce(sum(exported), 0) FROM outbox_exports"
+                    f" WHERE true{where}",
+                    params,
+                )
+                exports = await cursor.fetchone()
+                cursor = await conn.execute(
+                    "SELECT database_id, key, attempts, last_error, next_attempt_at FROM outbox"
+                    f" WHERE state = 'dead'{where} ORDER BY next_attempt_at, id LIMIT %s",
+                    (*params, limit),
+                )
+                dead = await cursor.fetchall()
+            assert oldest is not None and exports is not None
+            return build_status(
+                [(state, int(count)) for state, count in counts],
+                None if oldest[0] is None else int(oldest[0]),
+                (None if exports[0] is None else int(exports[0]), int(exports[1])),
+                [(d, k, int(a), e, int(t)) for d, k, a, e, t in dead],
+                now,
+            )
+
+        return await self._read("reading the outbox status", run)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -413,6 +599,49 @@ def _rows_json(writes: list[RowWrite]) -> str:
         )
         + "]"
     )
+
+
+# Upsert of outbox rows from two arrays (databases, keys), sorted so that concurrent batches
+# lock them in one order: a row queued again stays as it is (keeping its lease and schedule)
+# but gets a new version; a dead row starts over.
+_ENQUEUE_SQL = (
+    "INSERT INTO outbox AS o (database_id, key, state, attempts, next_attempt_at, lease,"
+    " version, queued_at, last_error)"
+    " SELECT d, k, 'pending', 0, %s, NULL, 0, %s, NULL"
+    " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(d, k, n) ORDER BY n"
+    " ON CONFLICT (database_id, key) DO UPDATE SET version = o.version + 1,"
+    " state = 'pending',"
+    " attempts = CASE WHEN o.state = 'dead' THEN 0 ELSE o.attempts END,"
+    " next_attempt_at = CASE WHEN o.state = 'dead' THEN excluded.next_attempt_at"
+    " ELSE o.next_attempt_at END,"
+    " queued_at = CASE WHEN o.state = 'dead' THEN excluded.queued_at ELSE o.queued_at END,"
+    " last_error = CASE WHEN o.state = 'dead' THEN NULL ELSE o.last_error END"
+)
+# Claims as (id, lease) arrays, and the rows still held under them.
+_CLAIMS = "unnest(%s::bigint[], %s::text[]) AS t(id, lease)"
+_HELD = "o.id = t.id AND o.lease = t.lease"
+
+
+def _claims(items: list[OutboxItem]) -> tuple[list[int], list[str], list[int]]:
+    return (
+        [item.id for item in items],
+        [item.lease for item in items],
+        [item.version for item in items],
+    )
+
+
+def _outbox_item(row: Sequence[Any], lease: str) -> OutboxItem:
+    ident, database, key, attempts, version, data, strategy, created, updated = row
+    record: Record | None = None
+    if strategy is not None:
+        record = {
+            "id": key,
+            "data": decode_json(data),
+            "merge_strategy": strategy,
+            "created_at": format_timestamp(created),
+            "updated_at": format_timestamp(updated),
+        }
+    return OutboxItem(int(ident), database, key, int(attempts), record, lease, int(version))
 
 
 def _limits(row: Sequence[Any]) -> DatabaseLimits:

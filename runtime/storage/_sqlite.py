@@ -30,8 +30,9 @@ import anyio.to_thread
 
 from ..errors import StorageError
 from ._base import StorageBackend
-from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, plan_batch
+from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, outbox_keys, plan_batch
 from ._migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, pending_migrations
+from ._outbox import OutboxItem, OutboxStatus, build_status
 from ._records import (
     DatabaseInfo,
     DatabaseLimits,
@@ -213,13 +214,23 @@ class SQLiteBackend(StorageBackend):
 
         return await anyio.to_thread.run_sync(run)
 
-    async def _write(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, action: str, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T:
+        """Run ``fn`` in a write transaction. ``durable=False`` commits without waiting for
+        the disk (``synchronous = NORMAL``): for outbox transitions only, whose loss in a power
+        cut is harmless (a lost lease or schedule makes rows due again, a lost ack re-sends:
+        at-least-once), while the next durable commit makes them durable too (WAL order)."""
+
         def run() -> T:
             with self._write_lock:
                 conn = self._write_conn
                 if conn is None:
                     raise StorageError(f"storage {self.url} is closed")
+                relaxed = not durable and self._synchronous != "NORMAL"
                 try:
+                    if relaxed:
+                        conn.execute("PRAGMA synchronous = NORMAL")
                     conn.execute("BEGIN IMMEDIATE")
                     try:
                         result = fn(conn)
@@ -227,6 +238,9 @@ class SQLiteBackend(StorageBackend):
                     except BaseException:
                         _rollback(conn)
                         raise
+                    finally:
+                        if relaxed:
+                            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 except sqlite3.Error as error:
                     raise self._error(action, error) from error
                 return result
@@ -249,6 +263,12 @@ class SQLiteBackend(StorageBackend):
             created = sorted({w.database for w in writes} - limits.keys())
             conn.executemany(_insert_database_sql(), [_limits_row(n, None) for n in created])
             _upsert(conn, writes, self._rows_per_insert)
+            queued = outbox_keys(ops)
+            if queued:
+                # Wall-clock time, not the puts' now: a replay on a virtual clock must not
+                # schedule its exports years away.
+                wall = time.time_ns() // 1_000_000
+                conn.execute(_ENQUEUE_SQL, (wall, wall, json.dumps(queued)))
 
         # Puts only reach here through the batcher, one batch at a time; BEGIN IMMEDIATE
         # (in _write) makes the read-merge-write of the whole batch atomic against other
@@ -264,6 +284,7 @@ class SQLiteBackend(StorageBackend):
             cursor = conn.execute(
                 "DELETE FROM records WHERE database_id = ? AND key = ?", (database, key)
             )
+            conn.execute("DELETE FROM outbox WHERE database_id = ? AND key = ?", (database, key))
             return cursor.rowcount > 0
 
         return await self._write(f"deleting record {key!r} of database {database!r}", run)
@@ -286,12 +307,153 @@ class SQLiteBackend(StorageBackend):
             if limits is None or limits.retention_days is None:
                 return 0
             cutoff = format_millis(now - limits.retention_days * _DAY_MS)
+            # Records still in the outbox (pending, leased or dead) are not exported yet.
             cursor = conn.execute(
-                "DELETE FROM records WHERE database_id = ? AND updated_at < ?", (database, cutoff)
+                "DELETE FROM records WHERE database_id = ? AND updated_at < ? AND NOT EXISTS"
+                " (SELECT 1 FROM outbox o"
+                " WHERE o.database_id = records.database_id AND o.key = records.key)",
+                (database, cutoff),
             )
             return cursor.rowcount
 
         return await self._write(f"cleaning up database {database!r}", run)
+
+    # --- outbox --------------------------------------------------------------------------------
+
+    async def _outbox_claim(
+        self, limit: int, database: str | None, now: int, until: int, lease: str
+    ) -> list[OutboxItem]:
+        where = "state = 'pending' AND next_attempt_at <= ?"
+        params: list[object] = [now]
+        if database is not None:
+            where, params = where + " AND database_id = ?", [now, database]
+        # One row of JSON for the whole claim (one step, see the module docstring); json(data)
+        # embeds each record's data as JSON, so one decoding yields every record.
+        select = (
+            "SELECT json_group_array(json_array(o.id, o.database_id, o.key, o.attempts,"
+            " o.version, o.next_attempt_at, json(r.data), r.merge_strategy, r.created_at,"
+            f" r.updated_at)) FROM (SELECT * FROM outbox WHERE {where}"
+            " ORDER BY next_attempt_at, id LIMIT ?) o"
+            " LEFT JOIN records r ON r.database_id = o.database_id AND r.key = o.key"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[OutboxItem]:
+            (text,) = conn.execute(select, (*params, limit)).fetchone()
+            rows = decode_json(text)
+            if not rows:
+                return []
+            rows.sort(key=lambda row: (row[5], row[0]))
+            conn.execute(
+                "UPDATE outbox SET lease = ?, next_attempt_at = ?, attempts = attempts + 1"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (lease, until, json.dumps([row[0] for row in rows])),
+            )
+            return [_outbox_item(row, lease) for row in rows]
+
+        return await self._write("claiming outbox rows", run, durable=False)
+
+    async def _outbox_ack(self, items: list[OutboxItem], now: int) -> int:
+        groups: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            groups.setdefault(item.database, []).append(item)
+
+        def run(conn: sqlite3.Connection) -> int:
+            total = 0
+            for database, group in groups.items():
+                claims = _claims_json(group)
+                deleted = conn.execute(
+                    f"DELETE FROM outbox WHERE id IN ({_HELD} AND o.version = j.value ->> 2)",
+                    (claims,),
+                ).rowcount
+                # Still held after that: put again since the claim; the new version is due now.
+                conn.execute(
+                    f"UPDATE outbox SET lease = NULL, next_attempt_at = ? WHERE id IN ({_HELD})",
+                    (now, claims),
+                )
+                if deleted:
+                    conn.execute(_EXPORTED_SQL, (database, now, deleted))
+                total += deleted
+            return total
+
+        return await self._write(f"acknowledging {len(items)} outbox row(s)", run, durable=False)
+
+    async def _outbox_retry(
+        self, items: list[OutboxItem], next_attempt_at: int, error: str, count_attempt: bool
+    ) -> int:
+        refund = 0 if count_attempt else 1
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE outbox SET lease = NULL, next_attempt_at = ?, last_error = ?,"
+                f" attempts = max(0, attempts - ?) WHERE id IN ({_HELD})",
+                (next_attempt_at, error, refund, _claims_json(items)),
+            ).rowcount
+
+        return await self._write(f"rescheduling {len(items)} outbox row(s)", run, durable=False)
+
+    async def _outbox_dead(self, items: list[OutboxItem], reason: str, now: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            claims = _claims_json(items)
+            dead = conn.execute(
+                "UPDATE outbox SET state = 'dead', lease = NULL, next_attempt_at = ?,"
+                f" last_error = ? WHERE id IN ({_HELD} AND o.version = j.value ->> 2)",
+                (now, reason, claims),
+            ).rowcount
+            # Put again since the claim: the verdict was about an older version.
+            conn.execute(
+                f"UPDATE outbox SET lease = NULL, next_attempt_at = ? WHERE id IN ({_HELD})",
+                (now, claims),
+            )
+            return dead
+
+        return await self._write(f"dead-lettering {len(items)} outbox row(s)", run, durable=False)
+
+    async def _outbox_requeue(self, database: str | None, now: int) -> int:
+        where = "state = 'dead'"
+        params: list[object] = [now]
+        if database is not None:
+            where, params = where + " AND database_id = ?", [now, database]
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                f" last_error = NULL WHERE {where}",
+                params,
+            ).rowcount
+
+        return await self._write("requeueing dead outbox rows", run)
+
+    async def _outbox_status(self, database: str | None, now: int, limit: int) -> OutboxStatus:
+        where, params = ("", []) if database is None else (" AND database_id = ?", [database])
+
+        def run(conn: sqlite3.Connection) -> OutboxStatus:
+            conn.execute("BEGIN")  # one snapshot for every figure
+            try:
+                counts = conn.execute(
+                    "SELECT CASE WHEN state = 'pending' AND lease IS NOT NULL"
+                    " AND next_attempt_at > ? THEN 'leased' ELSE state END, count(*)"
+                    f" FROM outbox WHERE 1 = 1{where} GROUP BY 1",
+                    (now, *params),
+                ).fetchall()
+                (oldest,) = conn.execute(
+                    f"SELECT min(queued_at) FROM outbox WHERE state = 'pending'{where}", params
+                ).fetchone()
+                exports = conn.execute(
+                    "SELECT max(last_export_at), coalesce(sum(exported), 0) FROM outbox_exports"
+                    f" WHERE 1 = 1{where}",
+                    params,
+                ).fetchone()
+                dead = conn.execute(
+                    "SELECT database_id, key, attempts, last_error, next_attempt_at FROM outbox"
+                    f" WHERE state = 'dead'{where} ORDER BY next_attempt_at, id LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            return build_status(counts, oldest, (exports[0], exports[1]), dead, now)
+
+        return await self._read("reading the outbox status", run)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -364,6 +526,52 @@ class SQLiteBackend(StorageBackend):
             return _load_limits(conn, [database]).get(database)
 
         return await self._read(f"reading the limits of database {database!r}", run)
+
+
+# Upsert of outbox rows from a JSON array of [database, key]: a row queued again stays as it
+# is (keeping its lease and schedule) but gets a new version; a dead row starts over.
+_ENQUEUE_SQL = (
+    "INSERT INTO outbox (database_id, key, state, attempts, next_attempt_at, lease, version,"
+    " queued_at, last_error)"
+    " SELECT value ->> 0, value ->> 1, 'pending', 0, ?, NULL, 0, ?, NULL FROM json_each(?)"
+    " WHERE true ON CONFLICT (database_id, key) DO UPDATE SET version = version + 1,"
+    " state = 'pending',"
+    " attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,"
+    " next_attempt_at = CASE WHEN state = 'dead' THEN excluded.next_attempt_at"
+    " ELSE next_attempt_at END,"
+    " queued_at = CASE WHEN state = 'dead' THEN excluded.queued_at ELSE queued_at END,"
+    " last_error = CASE WHEN state = 'dead' THEN NULL ELSE last_error END"
+)
+# The ids of the rows in a JSON array of claims [id, lease, version] still held under their
+# lease (append "AND o.version = j.value ->> 2" to also require the claimed version).
+_HELD = (
+    "SELECT o.id FROM json_each(?) j JOIN outbox o ON o.id = j.value ->> 0"
+    " WHERE o.lease = j.value ->> 1"
+)
+_EXPORTED_SQL = (
+    "INSERT INTO outbox_exports (database_id, last_export_at, exported) VALUES (?, ?, ?)"
+    " ON CONFLICT (database_id) DO UPDATE SET"
+    " last_export_at = max(last_export_at, excluded.last_export_at),"
+    " exported = exported + excluded.exported"
+)
+
+
+def _claims_json(items: list[OutboxItem]) -> str:
+    return json.dumps([[item.id, item.lease, item.version] for item in items])
+
+
+def _outbox_item(row: list[Any], lease: str) -> OutboxItem:
+    ident, database, key, attempts, version, _, data, strategy, created, updated = row
+    record: Record | None = None
+    if strategy is not None:
+        record = {
+            "id": key,
+            "data": data,
+            "merge_strategy": strategy,
+            "created_at": created,
+            "updated_at": updated,
+        }
+    return OutboxItem(int(ident), database, key, int(attempts) + 1, record, lease, int(version))
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

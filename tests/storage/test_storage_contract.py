@@ -15,6 +15,7 @@ import pytest
 
 from brickrun.errors import RecordNotFoundError, RecordTooLargeError, StorageError, ThrottledError
 from brickrun.storage import DatabaseInfo, DatabaseLimits, Record, StorageBackend, open_storage
+from brickrun.storage._migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
 from .conftest import run_sql
 
@@ -646,7 +647,7 @@ async def test_migrations_are_recorded_and_not_reapplied(
     async with open_storage(url) as second, open_storage(url) as third:
         await second.put("db", "k", {})
         assert await third.count("db") == 1
-    assert await schema_versions(url) == [1]
+    assert await schema_versions(url) == LATEST_VERSIONS
 
 
 async def test_concurrent_opens_of_a_new_store(storage_url: str) -> None:
@@ -657,7 +658,7 @@ async def test_concurrent_opens_of_a_new_store(storage_url: str) -> None:
     try:
         await gather(*(b.put("db", f"k{i}", {}) for i, b in enumerate(backends)))
         assert await backends[0].count("db") == 6
-        assert await schema_versions(storage_url) == [1]
+        assert await schema_versions(storage_url) == LATEST_VERSIONS
     finally:
         for storage in backends:
             await storage.close()
@@ -687,6 +688,11 @@ async def test_two_backends_in_one_process_do_not_interfere(storage_url: str) ->
         )
         assert all(isinstance(r, dict) for r in results)
         assert await one.count("db") == 42
+
+
+# Every migration, in order (the same versions on both backends).
+LATEST_VERSIONS = [m.version for m in SQLITE_MIGRATIONS]
+assert [m.version for m in POSTGRES_MIGRATIONS] == LATEST_VERSIONS
 
 
 async def schema_versions(storage_url: str) -> list[object]:
