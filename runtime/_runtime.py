@@ -46,6 +46,8 @@ from .telemetry import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, TelemetryReco
 if TYPE_CHECKING:
     import httpx
 
+    from .telemetry._privacy import PrivacySettings
+
 __all__ = ["RunResult", "Runtime"]
 
 log = logging.getLogger("brickrun.runtime")
@@ -80,7 +82,10 @@ class Runtime:
     page visits and the signed-in user (default: an ``InProcessHost`` on the same clock).
     ``database_url``: where team databases live (``sqlite:///path``, ``postgresql://...``;
     default ``$BRICKRUN_DB_URL`` or a SQLite file in the user's data directory), opened on
-    first use.
+    first use. ``telemetry_database``: where the runtime's own events go. ``export``: queue them
+    for export (``brickrun export``) in the same transaction as they are stored (default: when
+    ``$BRICKRUN_EXPORT_URL`` is set). ``privacy``: ``PrivacySettings`` (``strict`` filters events
+    before storing).
     ``integrations``: integration configurations (an ``Integrations`` or ``{id: values}``;
     ``@pixiebrix/api`` needs none); ``integrations_file``: a YAML/JSON file of them (default
     ``$BRICKRUN_INTEGRATIONS_FILE``); environment variables ``BRICKRUN_INTEGRATION__<ID>__<FIELD>``
@@ -98,6 +103,8 @@ class Runtime:
         host: Host | None = None,
         database_url: str | None = None,
         telemetry_database: str = DEFAULT_TELEMETRY_DATABASE,
+        export: bool | None = None,
+        privacy: PrivacySettings | None = None,
         entry_points: bool = True,
     ) -> None:
         self.registry = Registry(parent=builtin_registry())
@@ -133,7 +140,11 @@ class Runtime:
         self._workers = 0
         self.max_workers = 256
         self.page_state = ModVariables()
-        self.telemetry = TelemetryRecorder(self, database=telemetry_database)
+        if export is None:  # nothing leaves the team database until an export is configured
+            export = bool(os.environ.get("BRICKRUN_EXPORT_URL"))
+        self.telemetry = TelemetryRecorder(
+            self, database=telemetry_database, outbox=export, privacy=privacy
+        )
         self.scheduler = Scheduler(self)
         self.starters = StarterBricks(self)
         self.run_listeners: list[Callable[[ComponentRun], None]] = []

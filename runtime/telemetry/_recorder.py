@@ -16,6 +16,16 @@ from typing import TYPE_CHECKING, Any
 from ._events import DEFAULT_TELEMETRY_DATABASE, TelemetryEvent, telemetry_disabled
 
 if TYPE_CHECKING:
+    from ._privacy import PrivacySettings
+
+
+def filter_event(data: dict[str, Any], settings: PrivacySettings) -> dict[str, Any]:
+    from ._privacy import filter_event as apply
+
+    return apply(data, settings)
+
+
+if TYPE_CHECKING:
     from .._runtime import Runtime
 
 __all__ = ["TelemetryRecorder"]
@@ -27,7 +37,10 @@ class TelemetryRecorder:
     """Per-runtime recorder of telemetry events.
 
     ``counters``: ``queued``, ``stored``, ``failed`` and ``dropped:<reason>`` (``queue_full``,
-    ``disabled``). ``database`` is the default telemetry database id.
+    ``disabled``). ``database`` is the default telemetry database id. ``outbox``: queue every
+    stored event for export in the same transaction (on when an export destination is
+    configured: queued rows are kept by retention until exported). ``privacy``: with
+    ``strict`` settings, events are privacy-filtered before they are stored.
     """
 
     def __init__(
@@ -36,8 +49,12 @@ class TelemetryRecorder:
         *,
         database: str = DEFAULT_TELEMETRY_DATABASE,
         max_queue: int = 100_000,
+        outbox: bool = False,
+        privacy: PrivacySettings | None = None,
     ) -> None:
         self.runtime = runtime
+        self.outbox = outbox
+        self.privacy = privacy
         self.database = database
         self.max_queue = max_queue
         self.counters: Counter[str] = Counter()
@@ -95,7 +112,12 @@ class TelemetryRecorder:
 
     async def _store(self, storage: Any, database: str, event: TelemetryEvent) -> None:
         try:
-            await storage.put(database, event.id, event.to_data(), "replace", now=event.timestamp)
+            data = event.to_data()
+            if self.privacy is not None and self.privacy.strict:
+                data = filter_event(data, self.privacy)
+            await storage.put(
+                database, event.id, data, "replace", now=event.timestamp, outbox=self.outbox
+            )
             self.counters["stored"] += 1
         except Exception as exc:
             self.counters["failed"] += 1
