@@ -57,6 +57,8 @@ __all__ = [
 PathTuple = tuple[str | int, ...]
 KINDS = ("component", "extensionPoint", "recipe", "service")
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+# Golden-test files (``brickrun test``) may sit next to definitions; folders skip them.
+TEST_SUFFIXES = (".test.yaml", ".test.yml", ".test.json")
 _DOM_KEYS = ("root", "rootMode")
 
 
@@ -233,6 +235,13 @@ class _Compiler:
         self, data: dict[str, Any], base: PathTuple, inner_id: str | None = None
     ) -> Definition | None:
         kind = data.get("kind")
+        if kind == "test" and inner_id is None:
+            self.error(
+                ("kind",),
+                "this is a golden-test file (kind: test), not a definition; run it with "
+                "`brickrun test`",
+            )
+            return None
         if kind not in KINDS:
             found = "no kind" if kind is None else f"kind {kind!r}"
             self.error(

@@ -56,6 +56,16 @@ def _add_db(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_telemetry_database(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database",
+        default=None,
+        metavar="ID",
+        help="the telemetry database (default: $BRICKRUN_TELEMETRY_DATABASE, else "
+        "brickrun-telemetry)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="brickrun",
@@ -108,12 +118,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_handler("_definitions", "cmd_describe"))
 
-    p = sub.add_parser("schema", help="JSON Schema (draft-07) of definition files, for editors")
+    p = sub.add_parser(
+        "schema",
+        help="JSON Schema (draft-07) of definition files, for editors",
+        description="Print the JSON Schema of definition and test files (kinds, step keys, "
+        "the brick ids known now with their input schemas) or the custom-tag list; --vscode DIR "
+        "writes the schema with the YAML extension's settings into DIR/.vscode.",
+    )
     p.add_argument(
         "--tags", action="store_true", help="print only the YAML custom-tag list (yaml.customTags)"
     )
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE")
+    p.add_argument(
+        "--vscode",
+        default=None,
+        metavar="DIR",
+        help="write DIR/.vscode/brickrun.schema.json and the "
+        "yaml.schemas / yaml.customTags settings (merged into DIR/.vscode/settings.json)",
+    )
+    p.add_argument(
+        "--glob",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="with --vscode: the files (relative to DIR) the schema checks; repeatable "
+        "(default: bricks/**, mods/** and **/*.test.yaml, .yaml and .yml)",
+    )
+    _add_definitions(p)
     p.set_defaults(func=_handler("_definitions", "cmd_schema"))
+
+    p = sub.add_parser(
+        "init",
+        help="create a mod project: a mod, a brick, an events file, tests, editor settings",
+        description="Scaffold a mod project in DIR (default: the current folder): a telemetry "
+        "mod with a database option, a component brick built on @pixies/telemetry/record, an "
+        "events file, golden tests, VS Code settings for the YAML extension and a README. "
+        "Existing files are never overwritten unless --force.",
+    )
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="the project folder")
+    p.add_argument(
+        "--scope",
+        default=None,
+        help="the id scope of the new bricks (@SCOPE/...; default: from the folder name)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite files that already exist")
+    p.set_defaults(func=_handler("_scaffold", "cmd_init"))
+
+    p = sub.add_parser(
+        "test",
+        help="run golden tests (*.test.yaml) for bricks and mods",
+        description="Run the cases of test files (PATH: files or folders; default: every "
+        "*.test.yaml below the current folder). Each case runs in a fresh runtime on a "
+        "temporary SQLite store with a frozen clock. Exit 0 when every case passed.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="test files or folders")
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        default=None,
+        metavar="TEXT",
+        help="run only the cases whose name contains TEXT (case-insensitive)",
+    )
+    p.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop after the first case that fails"
+    )
+    _add_definitions(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"passed", "failed", "errors", "duration", "cases"} as one JSON document',
+    )
+    p.set_defaults(func=_handler("_test", "cmd_test"))
 
     p = sub.add_parser(
         "run",
@@ -171,6 +246,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=_handler("_run", "cmd_stats"))
 
+    p = sub.add_parser(
+        "events",
+        help="query telemetry events (filters by name, time, deployment)",
+        description="Print the events of a telemetry database matching every filter, oldest "
+        "first: one tab-separated line each (time, name, deployment, user, context or URL, "
+        "metadata), or --json. Reads the runtime's events and the record brick's records.",
+    )
+    p.add_argument(
+        "--name", default=None, metavar="NAME", help="event name; a glob when it has * ? or ["
+    )
+    p.add_argument(
+        "--since", default=None, metavar="ISO", help="events at or after this date or time"
+    )
+    p.add_argument("--until", default=None, metavar="ISO", help="events before this date or time")
+    p.add_argument("--deployment", default=None, metavar="ID", help="events of this deployment")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show the newest N matching events (default 100; 0 shows all)",
+    )
+    _add_db(p)
+    _add_telemetry_database(p)
+    p.add_argument("--json", action="store_true", help="print the events as one JSON list")
+    p.set_defaults(func=_handler("_telemetry", "cmd_events"))
+
+    telemetry = sub.add_parser(
+        "telemetry", help="telemetry: is it enabled, what is stored, what waits for export"
+    )
+    telemetry_sub = telemetry.add_subparsers(
+        dest="telemetry_command", metavar="ACTION", parser_class=_Parser
+    )
+    telemetry_sub.required = True
+    p = telemetry_sub.add_parser(
+        "status",
+        help="is telemetry enabled (and why not), records, queue and outbox",
+    )
+    _add_db(p)
+    _add_telemetry_database(p)
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    p.set_defaults(func=_handler("_telemetry", "cmd_status"))
+
     data = sub.add_parser("data", help="team databases: list databases, list/get/delete records")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
     data_sub.required = True
@@ -197,6 +315,110 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_handler("_data", "cmd_delete"))
+
+    p = sub.add_parser(
+        "serve",
+        help="the telemetry HTTP API, browser client and admin dashboard",
+        description="Serve POST/GET /api/telemetry, /static/brickrun.js and /admin/telemetry "
+        "(Starlette on uvicorn). Flags override the BRICKRUN_SERVE_* environment variables; "
+        "any number of processes may serve one store.",
+    )
+    p.add_argument("--host", default=None, help="address to bind ($BRICKRUN_SERVE_HOST; 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port ($BRICKRUN_SERVE_PORT; 8080)")
+    _add_db(p)
+    p.add_argument(
+        "--database",
+        default=None,
+        metavar="ID",
+        help="the telemetry database ($BRICKRUN_SERVE_DATABASE; brickrun-telemetry)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin whose pages may send events, e.g. https://app.example.com; repeatable "
+        "($BRICKRUN_SERVE_CORS_ORIGINS, comma-separated)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=None, metavar="N", help="largest request (1 MiB)"
+    )
+    p.add_argument("--max-batch", type=int, default=None, metavar="N", help="events per request")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="events per second per ingest token without a rate of its own (1000)",
+    )
+    p.add_argument(
+        "--secret-file", default=None, metavar="FILE", help="the install secret for pseudonyms"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes ($BRICKRUN_SERVE_WORKERS; 1)"
+    )
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-* from $FORWARDED_ALLOW_IPS (behind a reverse proxy)",
+    )
+    p.set_defaults(func=_handler("_serve", "cmd_serve"))
+
+    tokens = sub.add_parser("tokens", help="ingest and admin tokens of brickrun serve")
+    tokens_sub = tokens.add_subparsers(
+        dest="tokens_command", metavar="ACTION", parser_class=_Parser
+    )
+    tokens_sub.required = True
+    p = tokens_sub.add_parser("create", help="create a token and print it (shown only once)")
+    p.add_argument("name", metavar="NAME", help="what the token is for, e.g. 'web app'")
+    p.add_argument("--kind", choices=["ingest", "admin"], default="ingest")
+    p.add_argument(
+        "--rate", type=int, default=None, metavar="N", help="events per second (ingest tokens)"
+    )
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_serve", "cmd_tokens_create"))
+    p = tokens_sub.add_parser("list", help="list tokens (never their secrets)")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_serve", "cmd_tokens_list"))
+    p = tokens_sub.add_parser("revoke", help="revoke a token: refused from the next request on")
+    p.add_argument("id", metavar="ID", help="the token's id (tok_...)")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_serve", "cmd_tokens_revoke"))
+    p = sub.add_parser("aggregate", help="compute daily aggregates of a telemetry database")
+    _add_db(p)
+    _add_telemetry_database(p)
+    p.add_argument("--days", type=int, default=None, help="only the last N UTC days")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_ops", "cmd_aggregate"))
+
+    p = sub.add_parser(
+        "cleanup", help="delete raw events past retention (aggregates and unexported kept)"
+    )
+    _add_db(p)
+    _add_telemetry_database(p)
+    p.add_argument("--days", type=int, default=None, help="retention in days (default 30)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_ops", "cmd_cleanup"))
+
+    p = sub.add_parser(
+        "export", help="send queued events to an OTLP/HTTP collector or a JSON Lines file"
+    )
+    _add_db(p)
+    p.add_argument("--database", default=None, metavar="ID", help="only this database's outbox")
+    p.add_argument("--otlp", default=None, metavar="URL", help="collector base URL (/v1/logs)")
+    p.add_argument("--jsonl", default=None, metavar="FILE", help="append JSON Lines to FILE")
+    p.add_argument(
+        "--backfill",
+        default=None,
+        metavar="DATABASE",
+        help="first queue every record of DATABASE (e.g. the record brick's) for export",
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_handler("_ops", "cmd_export"))
     return parser
 
 

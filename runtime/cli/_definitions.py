@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 
-from .. import _schema
 from .._clock import VirtualClock, parse_instant
 from .._definitions import compile_path
 from .._host import InProcessHost
@@ -253,51 +252,45 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def editor_schema() -> dict[str, Any]:
-    """One draft-07 schema for every definition kind, self-contained (no remote ``$ref``)."""
-    store = _schema.schema_store()
-    names = {uri: uri.rsplit("/", 1)[-1].removesuffix(".json") for uri in store}
+def editor_schema(bricks: Any = None) -> dict[str, Any]:
+    """One self-contained draft-07 schema for definition files and test files, as the YAML
+    language server sees them (tagged values read as text, lists and objects): kinds, step keys,
+    the ids of ``bricks`` (default: the built-ins, shipped and entry-point bricks) and, per id,
+    the config that brick accepts. See ``brickrun.cli._editor``."""
+    from ._editor import build_editor_schema, known_bricks
 
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key == "$ref" and isinstance(value, str):
-                    base = value.split("#", 1)[0].rstrip("#")
-                    out[key] = f"#/definitions/{names[base]}" if base in names else value
-                elif key in ("$id", "$schema"):
-                    continue
-                else:
-                    out[key] = rewrite(value)
-            return out
-        if isinstance(node, list):
-            return [rewrite(v) for v in node]
-        return node
-
-    definitions = {names[uri]: rewrite(schema) for uri, schema in store.items()}
-    kinds = ["component", "extensionPoint", "recipe", "service"]
-    return {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": "https://brickrun.dev/schemas/definition.json",
-        "title": "brickrun definition (apiVersion v3)",
-        "type": "object",
-        "required": ["apiVersion", "kind"],
-        "properties": {"apiVersion": {"const": "v3"}, "kind": {"enum": kinds}},
-        "allOf": [
-            {
-                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-                "then": {"$ref": f"#/definitions/{kind}"},
-            }
-            for kind in kinds
-        ],
-        "definitions": definitions,
-        "x-yaml-custom-tags": CUSTOM_TAGS,
-    }
+    return build_editor_schema(known_bricks() if bricks is None else bricks)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    document: Any = CUSTOM_TAGS if args.tags else editor_schema()
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    """Print the editor schema (or, with ``--tags``, the custom-tag list), write it to
+    ``--output``, or, with ``--vscode DIR``, write it and the YAML extension's settings into
+    ``DIR/.vscode``. ``--definitions`` adds the bricks of those files to the schema."""
+    from ._editor import DEFAULT_GLOBS, SettingsError, known_bricks, write_vscode
+
+    if args.vscode and (args.output or args.tags):
+        print(
+            "brickrun schema: error: --vscode writes its own files; drop -o/--tags", file=sys.stderr
+        )
+        return EXIT_USAGE
+    if args.tags:
+        text = json.dumps(CUSTOM_TAGS, indent=2) + "\n"
+    else:
+        try:
+            document = editor_schema(known_bricks(args.definitions))
+        except BrickrunError as exc:
+            print(f"brickrun schema: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        if args.vscode:
+            try:
+                written = write_vscode(args.vscode, document, args.glob or DEFAULT_GLOBS)
+            except SettingsError as exc:
+                print(f"brickrun schema: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            for path in written:
+                print(f"wrote {path}", file=sys.stderr)
+            return EXIT_OK
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
