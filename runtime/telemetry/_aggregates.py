@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+
 from ..storage import StorageBackend
 
 __all__ = ["Aggregate", "aggregate_database", "aggregates_database", "compute_aggregates"]
@@ -179,12 +181,10 @@ async def aggregate_database(
     records = await _all_records(storage, database, since)
     aggregates = compute_aggregates(records)
     target = aggregates_database(database)
-    changed = 0
-    for item in aggregates:
-        data = item.to_data()
-        existing = await storage.get(target, item.key)
-        if existing is not None and existing["data"] == data:
-            continue
-        await storage.put(target, item.key, data, "replace")
-        changed += 1
-    return aggregates, changed
+    existing = {r["id"]: r["data"] for r in await _all_records(storage, target, None)}
+    changed = [a for a in aggregates if existing.get(a.key) != a.to_data()]
+    # Concurrent puts share transactions (the storage layer batches them).
+    async with anyio.create_task_group() as tg:
+        for item in changed:
+            tg.start_soon(storage.put, target, item.key, item.to_data(), "replace")
+    return aggregates, len(changed)
