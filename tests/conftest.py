@@ -124,3 +124,21 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> s
         return f"sqlite:///{os.fspath(tmp_path)}/brickrun.sqlite"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+async def gather(*calls: Any) -> list[Any]:
+    """Run awaitables concurrently; return each one's result or exception, in order."""
+    import anyio
+
+    results: list[Any] = [None] * len(calls)
+
+    async def run(index: int, call: Any) -> None:
+        try:
+            results[index] = await call
+        except Exception as error:
+            results[index] = error
+
+    async with anyio.create_task_group() as group:
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    return results

@@ -22,6 +22,7 @@ import pytest
 from brickrun.errors import StorageError
 from brickrun.storage import StorageBackend, open_storage
 
+from ..conftest import gather
 from ._writers import write_until_killed
 from .conftest import with_query
 
@@ -35,22 +36,6 @@ def with_password(url: str, password: str) -> str:
     user, _, host = parts.netloc.rpartition("@")
     user = user.split(":", 1)[0] or "postgres"
     return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
-
-
-async def gather(*calls: Any) -> list[Any]:
-    """Run awaitables concurrently; return each one's result or exception, in order."""
-    results: list[Any] = [None] * len(calls)
-
-    async def run(index: int, call: Any) -> None:
-        try:
-            results[index] = await call
-        except Exception as error:
-            results[index] = error
-
-    async with anyio.create_task_group() as group:
-        for index, call in enumerate(calls):
-            group.start_soon(run, index, call)
-    return results
 
 
 # --- SQLite --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from brickrun.errors import RecordNotFoundError, RecordTooLargeError, StorageErr
 from brickrun.storage import DatabaseInfo, DatabaseLimits, Record, StorageBackend, open_storage
 from brickrun.storage._migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
+from ..conftest import gather
 from .conftest import run_sql
 
 pytestmark = pytest.mark.anyio
@@ -24,22 +25,6 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 23, 15, 0, 0, 123456, tzinfo=UTC)
 T0_TEXT = "2026-11-23T15:00:00.123Z"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-async def gather(*calls: Any) -> list[Any]:
-    """Run awaitables concurrently; return each one's result or exception, in order."""
-    results: list[Any] = [None] * len(calls)
-
-    async def run(index: int, call: Any) -> None:
-        try:
-            results[index] = await call
-        except Exception as error:
-            results[index] = error
-
-    async with anyio.create_task_group() as group:
-        for index, call in enumerate(calls):
-            group.start_soon(run, index, call)
-    return results
 
 
 # --- records -----------------------------------------------------------------------------------

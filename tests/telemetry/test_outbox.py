@@ -21,6 +21,7 @@ import pytest
 from brickrun.errors import RecordTooLargeError, StorageError
 from brickrun.storage import DatabaseLimits, OutboxItem, StorageBackend, open_storage
 
+from ..conftest import gather
 from ..storage.conftest import run_sql
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +75,7 @@ async def test_many_concurrent_puts_queue_every_record_once(store: StorageBacken
 
 async def test_a_refused_put_queues_nothing(store: StorageBackend) -> None:
     await store.set_limits(DB, DatabaseLimits(max_record_bytes=50))
-    results = await gather_results(
+    results = await gather(
         store.put(DB, "small", {"n": 1}, outbox=True),
         store.put(DB, "big", {"text": "x" * 100}, outbox=True),
     )
@@ -310,19 +311,3 @@ async def test_a_claimer_killed_before_its_ack_loses_nothing(
     await store.outbox_ack(revived)
     assert (await store.outbox_status()).unexported == 0
     assert (await store.outbox_status()).exported == 100
-
-
-async def gather_results(*calls: object) -> list[object]:
-    """Run awaitables concurrently; each one's result or exception, in order."""
-    results: list[object] = [None] * len(calls)
-
-    async def run(index: int, call: object) -> None:
-        try:
-            results[index] = await call  # type: ignore[misc]
-        except Exception as error:
-            results[index] = error
-
-    async with anyio.create_task_group() as group:
-        for index, call in enumerate(calls):
-            group.start_soon(run, index, call)
-    return results
