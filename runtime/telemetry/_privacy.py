@@ -99,12 +99,12 @@ Rules, made precise:
   bytes ``"[binary]"``, dates ISO strings, other objects ``"[unsupported]"``; containers deeper
   than :data:`MAX_DEPTH` become ``"[truncated]"`` and cycles ``"[cycle]"``.
 
-Cost, measured on the (shared, slow) development VM where ``json.dumps`` of the full event
-below takes ~9 µs: ``filter_event`` on a default-mode ``TriggerRun`` (nine source fields, user,
-duration) ~23 µs (2.7× that ``json.dumps``); on an event with every field set — URL, session,
-metadata, an allowlisted private key, an error message holding a URL — ~65 µs (7.5×). Most text
-costs three C-speed scans (``_present``); the regex pass runs only on text that may hold
-something to replace.
+Cost, measured on the shared development VM (where ``json.dumps`` of the full event below
+takes ~10 µs): ``filter_event`` on a default-mode ``TriggerRun`` (nine source fields, user,
+duration) ~21 µs, about 2× that ``json.dumps``; on an event with every field set — URL,
+session, metadata, an allowlisted private key, an error message holding a URL — ~60 µs, about
+5.5×. Most text costs one character-class scan in C (``_MAYBE``); the regex pass runs only on
+text that may hold something to replace.
 """
 
 from __future__ import annotations
