@@ -84,7 +84,7 @@ class Brick:
         """Integration inputs, then schema defaults, then validation (no type coercion)."""
         if self._validator is None:
             self._prepare()
-        if self._integrations and isinstance(args, dict):
+        if self._integrations and type(args) is dict:
             for prop, integration_id in self._integrations.items():
                 if prop not in args:
                     configured = run.runtime.integration(integration_id)

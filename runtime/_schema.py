@@ -228,7 +228,7 @@ def apply_defaults(schema: Mapping[str, Any], instance: Any) -> Any:
     return out
 
 
-def _light(instance: dict[str, Any]) -> dict[str, Any]:
+def light(instance: dict[str, Any]) -> dict[str, Any]:
     """Top-level ``!pipeline``/``!defer`` values replaced by empty stand-ins of the same type.
 
     Their bodies were checked when the definition was compiled; handing every step of a body to
@@ -260,10 +260,15 @@ _STAND_IN: dict[str, Any] = {
 class InputValidator:
     """Validates brick inputs against one schema (draft 2019-09), reusing compiled validators."""
 
-    __slots__ = ("_fast", "_slow", "schema")
+    __slots__ = ("_fast", "_has_expressions", "_slow", "schema")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = dict(schema)
+        # Only schemas that take !pipeline / !defer inputs need their stand-ins (see ``light``).
+        self._has_expressions = any(
+            ref.rstrip("#").endswith(("/schemas/pipeline", "/schemas/defer"))
+            for _, ref in _iter_refs(self.schema)
+        )
         self._slow = jsonschema.Draft201909Validator(self.schema, registry=_registry())
         try:
             self._fast: Any = jsonschema_rs.Draft201909Validator(
@@ -274,8 +279,8 @@ class InputValidator:
 
     def errors(self, instance: Any) -> list[dict[str, str]]:
         """``[]`` when valid, else ``[{"path": "a.b[0]", "message": ...}]`` sorted by path."""
-        if type(instance) is dict:
-            instance = _light(instance)
+        if self._has_expressions and type(instance) is dict:
+            instance = light(instance)
         fast = self._fast
         if fast is not None:
             try:
