@@ -94,8 +94,8 @@ async def run_metadata(args: Any, ctx: BrickContext) -> dict[str, Any]:
 @brick(
     id="@pixies/telemetry/enabled",
     name="Is Telemetry Enabled",
-    description="Whether telemetry may be recorded here: false when BRICKRUN_TELEMETRY_DISABLED "
-    "or DO_NOT_TRACK is set (to anything but empty, 0 or false), with the reason.",
+    description="Whether telemetry may be recorded here: {enabled, disabled, reason}; disabled "
+    "when BRICKRUN_TELEMETRY_DISABLED or DO_NOT_TRACK is set (to anything but empty, 0 or false).",
     input_schema={},
     default_output_key="telemetry",
 )
@@ -103,9 +103,10 @@ async def telemetry_enabled(args: Any, ctx: BrickContext) -> dict[str, Any]:
     if telemetry_disabled():
         return {
             "enabled": False,
+            "disabled": True,
             "reason": "telemetry disabled by BRICKRUN_TELEMETRY_DISABLED or DO_NOT_TRACK",
         }
-    return {"enabled": True, "reason": None}
+    return {"enabled": True, "disabled": False, "reason": None}
 
 
 BRICKS = [identity, raise_error, timestamp, new_uuid, run_metadata, telemetry_enabled]
