@@ -203,9 +203,19 @@ def _timestamp(value: Any, field: str, now: datetime) -> datetime:
     return moment
 
 
-@lru_cache(maxsize=4096)
 def _anonymized(url: str) -> str:
-    """:func:`anonymize_url`, memoised (it is a pure function of the text, and costs ~10 µs)."""
+    """:func:`anonymize_url`, memoised on the part of the URL that can survive it.
+
+    The query and fragment never leave, so they are cut before the memo (raw query strings, which
+    can hold tokens, are never kept in process memory); URLs with userinfo skip the memo.
+    """
+    if "@" in url:
+        return anonymize_url(url)
+    return _anonymized_base(url.split("#", 1)[0].split("?", 1)[0])
+
+
+@lru_cache(maxsize=4096)
+def _anonymized_base(url: str) -> str:
     return anonymize_url(url)
 
 
