@@ -473,27 +473,41 @@ class SQLiteBackend(StorageBackend):
         where, params = "database_id = ?", [database]
         if since is not None:
             where, params = where + " AND created_at >= ?", [database, since]
-        query = (
-            f"SELECT json_group_array(json_array({_RECORD_COLUMNS})) FROM ("
-            f" SELECT {_RECORD_COLUMNS} FROM records WHERE {where}"
-            " ORDER BY created_at, key LIMIT ? OFFSET ?)"
-        )
+
+        def page_query(extra: str, tail: str) -> str:
+            return (
+                f"SELECT json_group_array(json_array({_RECORD_COLUMNS})) FROM ("
+                f" SELECT {_RECORD_COLUMNS} FROM records WHERE {where}{extra}"
+                f" ORDER BY created_at, key LIMIT ?{tail})"
+            )
+
+        first = page_query("", " OFFSET ?")
+        # After the first page, continue from the last row seen (keyset paging): an OFFSET would
+        # rescan every row before it, quadratic over a large database.
+        following = page_query(" AND (created_at, key) > (?, ?)", "")
 
         def run(conn: sqlite3.Connection) -> list[Record]:
             # Pages of rows folded into one JSON text each (one step per page, see the module
             # docstring), read in one transaction so that pages are of one snapshot.
             records: list[Record] = []
+            last: tuple[str, str] | None = None
             conn.execute("BEGIN")
             try:
                 while limit is None or len(records) < limit:
                     size = _LIST_PAGE if limit is None else min(_LIST_PAGE, limit - len(records))
-                    (text,) = conn.execute(query, (*params, size, offset + len(records))).fetchone()
+                    if last is None:
+                        args: tuple[Any, ...] = (*params, size, offset)
+                        (text,) = conn.execute(first, args).fetchone()
+                    else:
+                        args = (*params, last[0], last[1], size)
+                        (text,) = conn.execute(following, args).fetchone()
                     rows = decode_json(text)
                     # json_group_array does not promise to keep the subquery's order.
                     rows.sort(key=lambda row: (row[3], row[0]))
                     records.extend(_record(row) for row in rows)
                     if len(rows) < size:
                         break
+                    last = (rows[-1][3], rows[-1][0])
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")

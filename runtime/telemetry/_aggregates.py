@@ -27,8 +27,6 @@ from ..storage import StorageBackend
 
 __all__ = ["Aggregate", "aggregate_database", "aggregates_database", "compute_aggregates"]
 
-PAGE = 5000
-
 
 def aggregates_database(database: str) -> str:
     """Where the aggregates of ``database`` are stored."""
@@ -155,14 +153,8 @@ def compute_aggregates(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
 
 
 async def _all_records(storage: StorageBackend, database: str, since: datetime | None) -> list[Any]:
-    records: list[Any] = []
-    offset = 0
-    while True:
-        page = await storage.list_records(database, limit=PAGE, offset=offset, since=since)
-        records.extend(page)
-        if len(page) < PAGE:
-            return records
-        offset += len(page)
+    """Every record of ``database`` (created since ``since``), read as one snapshot."""
+    return list(await storage.list_records(database, since=since))
 
 
 async def aggregate_database(

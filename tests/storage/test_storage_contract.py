@@ -685,3 +685,14 @@ async def schema_versions(storage_url: str) -> list[object]:
         run_sql, storage_url, "SELECT version FROM schema_version ORDER BY version"
     )
     return [row[0] for row in rows]
+
+
+async def test_listing_many_records_pages_without_loss_or_repeats(backend: StorageBackend) -> None:
+    """More records than one read page, many sharing a timestamp: every record exactly once, in
+    (created_at, key) order, also through limit/offset windows that straddle pages."""
+    keys = [f"k{i:05d}" for i in range(4500)]
+    await gather(*(backend.put("paged", key, {"n": i}, now=T0) for i, key in enumerate(keys)))
+    listed = await backend.list_records("paged")
+    assert [r["id"] for r in listed] == sorted(keys)
+    window = await backend.list_records("paged", limit=2500, offset=1500)
+    assert [r["id"] for r in window] == sorted(keys)[1500:4000]
