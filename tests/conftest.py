@@ -12,11 +12,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from brickrun import Runtime
 from brickrun._definitions import compile_text
 from brickrun.storage import redact_url
+
+# Property tests judge behaviour, not speed: on a shared 2-core CI machine a slow example must not
+# fail a run (hypothesis' default 200 ms deadline and "too slow" health check would, at random).
+settings.register_profile(
+    "brickrun", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("brickrun")
 
 
 @pytest.fixture
