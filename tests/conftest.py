@@ -150,3 +150,19 @@ async def gather(*calls: Any) -> list[Any]:
         for index, call in enumerate(calls):
             group.start_soon(run, index, call)
     return results
+
+
+# SPEC §8: BRICKRUN_TELEMETRY_DISABLED or DO_NOT_TRACK set to anything but empty, 0 or false
+# disables telemetry. One table for every recording path (variable, value, disabled?).
+DISABLE_CASES = [
+    ("DO_NOT_TRACK", "1", True),
+    ("DO_NOT_TRACK", "yes", True),
+    ("DO_NOT_TRACK", "anything", True),
+    ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
+    ("BRICKRUN_TELEMETRY_DISABLED", "TRUE", True),
+    ("DO_NOT_TRACK", "0", False),
+    ("DO_NOT_TRACK", "false", False),
+    ("BRICKRUN_TELEMETRY_DISABLED", "false", False),
+    ("DO_NOT_TRACK", "", False),
+    ("BRICKRUN_TELEMETRY_DISABLED", "", False),
+]

@@ -14,6 +14,8 @@ from brickrun import Runtime, VirtualClock
 from brickrun.cli import main
 from brickrun.storage import open_storage
 
+from .conftest import DISABLE_CASES
+
 INPUT = {"databaseId": "telemetry-dev", "eventName": "translate", "data": {"words": 120}}
 
 
@@ -103,17 +105,7 @@ async def test_record_without_a_user_fails_in_the_background_only(tmp_path: Any)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("variable", "value", "disabled"),
-    [
-        ("DO_NOT_TRACK", "1", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "yes", True),
-        ("DO_NOT_TRACK", "0", False),
-        ("DO_NOT_TRACK", "false", False),
-        ("DO_NOT_TRACK", "", False),
-    ],
-)
+@pytest.mark.parametrize(("variable", "value", "disabled"), DISABLE_CASES)
 async def test_disabled_telemetry_records_nothing_and_says_so(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, disabled: bool
 ) -> None:

@@ -237,12 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stats", help="engagement (runs) and errors per deployment and starter brick"
     )
     _add_db(p)
-    p.add_argument(
-        "--database",
-        default="brickrun-telemetry",
-        metavar="ID",
-        help="the telemetry database to read (default: brickrun-telemetry)",
-    )
+    _add_telemetry_database(p)
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=_handler("_run", "cmd_stats"))
 

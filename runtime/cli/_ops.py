@@ -13,18 +13,12 @@ import anyio
 
 from ..errors import BrickrunError
 from ..storage import StorageBackend, open_storage
-from ..telemetry import DEFAULT_TELEMETRY_DATABASE
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from ._telemetry import telemetry_database
 
 __all__ = ["cmd_aggregate", "cmd_cleanup", "cmd_export"]
 
 DEFAULT_RETENTION_DAYS = 30
-
-
-def _database(args: argparse.Namespace) -> str:
-    return str(
-        args.database or os.environ.get("BRICKRUN_TELEMETRY_DATABASE") or DEFAULT_TELEMETRY_DATABASE
-    )
 
 
 def _fail(args: argparse.Namespace, exc: BrickrunError | OSError | ValueError) -> int:
@@ -39,7 +33,7 @@ def _fail(args: argparse.Namespace, exc: BrickrunError | OSError | ValueError) -
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from ..telemetry._aggregates import aggregate_database
 
-    database = _database(args)
+    database = telemetry_database(args)
 
     async def go() -> tuple[list[Any], int]:
         async with open_storage(args.db) as storage:
@@ -80,7 +74,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from ..storage import DatabaseLimits
     from ..telemetry._aggregates import aggregate_database
 
-    database = _database(args)
+    database = telemetry_database(args)
 
     async def go() -> dict[str, Any]:
         async with open_storage(args.db) as storage:

@@ -366,10 +366,13 @@ def _starter_label(row: dict[str, Any]) -> str:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print engagement and errors per deployment and starter brick (tables, or ``--json``)."""
+    from ._telemetry import telemetry_database
+
+    database = telemetry_database(args)
 
     async def go() -> list[dict[str, Any]]:
         async with open_storage(args.db) as storage:
-            return await starter_brick_stats(storage, args.database)
+            return await starter_brick_stats(storage, database)
 
     try:
         rows = anyio.run(go)
@@ -379,7 +382,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(_dump(rows))
         return EXIT_OK
     if not rows:
-        print(f"no starter-brick telemetry in {args.database}", file=sys.stderr)
+        print(f"no starter-brick telemetry in {database}", file=sys.stderr)
         return EXIT_OK
     out = _Output()
     for title, column in (("Engagement", "runs"), ("Errors", "errors")):
@@ -389,7 +392,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             if row[column]
         ]
         out.table(
-            f"{title} ({args.database})",
+            f"{title} ({database})",
             ["deployment", "starter brick", column],
             table,
             numeric=(2,),

@@ -28,7 +28,7 @@ from ..storage import StorageBackend, open_storage, redact_url
 from ..telemetry import DEFAULT_TELEMETRY_DATABASE
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
-__all__ = ["cmd_events", "cmd_status", "event_row", "query_events"]
+__all__ = ["cmd_events", "cmd_status", "event_row", "query_events", "telemetry_database"]
 
 ENV_TELEMETRY_DATABASE = "BRICKRUN_TELEMETRY_DATABASE"
 PAGE = 1000
@@ -38,7 +38,8 @@ PAGE = 1000
 SINCE_MARGIN = timedelta(days=1)
 
 
-def _database(args: argparse.Namespace) -> str:
+def telemetry_database(args: argparse.Namespace) -> str:
+    """``--database``, else ``$BRICKRUN_TELEMETRY_DATABASE``, else ``brickrun-telemetry``."""
     chosen: str = (
         args.database or os.environ.get(ENV_TELEMETRY_DATABASE) or DEFAULT_TELEMETRY_DATABASE
     )
@@ -182,7 +183,7 @@ class _Usage(Exception):
 def cmd_events(args: argparse.Namespace) -> int:
     """Print the telemetry events matching the filters: one tab-separated line each (time,
     name, deployment, user, context or URL, metadata), or ``--json`` (a list of rows)."""
-    database = _database(args)
+    database = telemetry_database(args)
     try:
         since = _instant(args.since, "--since")
         until = _instant(args.until, "--until")
@@ -304,7 +305,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     outbox when the store has one."""
     from ..telemetry._service import disabled_reason
 
-    database = _database(args)
+    database = telemetry_database(args)
     reason = disabled_reason()
     report: dict[str, Any] = {
         "enabled": reason is None,

@@ -18,6 +18,8 @@ from brickrun import BusinessError, Runtime
 from brickrun.telemetry import TelemetryEvent
 from brickrun.telemetry._api import Recorder, split_data
 
+from ..conftest import DISABLE_CASES
+
 pytestmark = pytest.mark.anyio
 
 CANARY = "canary.person@example.com"
@@ -415,17 +417,7 @@ async def test_a_runtime_recorder_outside_its_loop_drops_as_wrong_thread(
     assert await stored(store_runtime) == {}
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "disabled"),
-    [
-        ("DO_NOT_TRACK", "1", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "yes", True),
-        ("DO_NOT_TRACK", "0", False),
-        ("DO_NOT_TRACK", "false", False),
-        ("BRICKRUN_TELEMETRY_DISABLED", "", False),
-    ],
-)
+@pytest.mark.parametrize(("variable", "value", "disabled"), DISABLE_CASES)
 async def test_disabled_by_the_environment_stores_nothing(
     store_runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,

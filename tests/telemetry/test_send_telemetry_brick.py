@@ -14,6 +14,8 @@ from brickrun import Brick, PropError, Runtime, VirtualClock
 from brickrun.telemetry import TelemetryEvent
 from tests.conftest import run_pipeline_yaml
 
+from ..conftest import DISABLE_CASES
+
 pytestmark = pytest.mark.anyio
 
 NOW = datetime(2026, 11, 23, 15, 0, 0, 123000, tzinfo=UTC)
@@ -143,16 +145,7 @@ async def test_non_finite_numbers_stay_private_and_storable(tmp_path: Any) -> No
     assert event["private_metadata"] == {"nan": "NaN", "inf": "Infinity", "big": 2**70}
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "disabled"),
-    [
-        ("DO_NOT_TRACK", "1", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
-        ("DO_NOT_TRACK", "0", False),
-        ("BRICKRUN_TELEMETRY_DISABLED", "false", False),
-        ("DO_NOT_TRACK", "", False),
-    ],
-)
+@pytest.mark.parametrize(("variable", "value", "disabled"), DISABLE_CASES)
 async def test_disabled_records_nothing_and_the_mod_goes_on(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, disabled: bool
 ) -> None:

@@ -25,6 +25,8 @@ from brickrun import BrickrunError
 from brickrun.storage import open_storage
 from brickrun.telemetry._service import ServiceState, TelemetryService
 
+from ..conftest import DISABLE_CASES
+
 REFUSED = "postgresql://127.0.0.1:1/x"  # nothing listens on port 1: connection refused
 
 
@@ -128,19 +130,7 @@ def test_send_before_bootstrap_is_queued_then_stored(sqlite_url: str) -> None:
 # -- disabled ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "disabled"),
-    [
-        ("DO_NOT_TRACK", "1", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "true", True),
-        ("BRICKRUN_TELEMETRY_DISABLED", "TRUE", True),
-        ("DO_NOT_TRACK", "yes", True),
-        ("DO_NOT_TRACK", "anything", True),
-        ("DO_NOT_TRACK", "0", False),
-        ("BRICKRUN_TELEMETRY_DISABLED", "false", False),
-        ("DO_NOT_TRACK", "", False),
-    ],
-)
+@pytest.mark.parametrize(("variable", "value", "disabled"), DISABLE_CASES)
 def test_disabled_starts_nothing_and_stores_nothing(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, disabled: bool
 ) -> None:
