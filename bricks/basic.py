@@ -18,7 +18,7 @@ __all__ = ["BRICKS"]
     input_schema={},
     default_output_key="identity",
 )
-async def identity(args: Any, ctx: BrickContext) -> Any:
+def identity(args: Any, ctx: BrickContext) -> Any:
     return args
 
 
@@ -32,7 +32,7 @@ async def identity(args: Any, ctx: BrickContext) -> Any:
         "properties": {"message": {"type": "string", "description": "The error message"}},
     },
 )
-async def raise_error(args: Any, ctx: BrickContext) -> None:
+def raise_error(args: Any, ctx: BrickContext) -> None:
     raise BusinessError(args.get("message") or "Unknown business error")
 
 
@@ -52,7 +52,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
     },
     default_output_key="instant",
 )
-async def timestamp(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def timestamp(args: Any, ctx: BrickContext) -> dict[str, Any]:
     instant = ctx.now()
     # Both fields come from one instant, truncated to the millisecond as JS Date does.
     millis = (instant - _EPOCH) // timedelta(milliseconds=1)
@@ -71,7 +71,7 @@ async def timestamp(args: Any, ctx: BrickContext) -> dict[str, Any]:
     },
     default_output_key="uuid",
 )
-async def new_uuid(args: Any, ctx: BrickContext) -> dict[str, str]:
+def new_uuid(args: Any, ctx: BrickContext) -> dict[str, str]:
     return {"uuid": str(uuid.uuid4())}
 
 
@@ -82,7 +82,7 @@ async def new_uuid(args: Any, ctx: BrickContext) -> dict[str, str]:
     input_schema={"type": "object", "properties": {}},
     default_output_key="meta",
 )
-async def run_metadata(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def run_metadata(args: Any, ctx: BrickContext) -> dict[str, Any]:
     return {
         "mod": ctx.mod,
         "deploymentId": ctx.deployment_id,
@@ -99,7 +99,7 @@ async def run_metadata(args: Any, ctx: BrickContext) -> dict[str, Any]:
     input_schema={},
     default_output_key="telemetry",
 )
-async def telemetry_enabled(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def telemetry_enabled(args: Any, ctx: BrickContext) -> dict[str, Any]:
     if telemetry_disabled():
         return {
             "enabled": False,

@@ -37,7 +37,7 @@ def _page(ctx: BrickContext, brick_id: str) -> PageVisit:
     },
     default_output_key="context",
 )
-async def document_context(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def document_context(args: Any, ctx: BrickContext) -> dict[str, Any]:
     page = _page(ctx, "@pixiebrix/document-context")
     return {
         "url": page.url,
@@ -56,7 +56,7 @@ async def document_context(args: Any, ctx: BrickContext) -> dict[str, Any]:
     input_schema={},
     default_output_key="session",
 )
-async def session(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def session(args: Any, ctx: BrickContext) -> dict[str, Any]:
     page = _page(ctx, "@pixiebrix/session")
     user = ctx.host.user
     return {
@@ -78,7 +78,7 @@ async def session(args: Any, ctx: BrickContext) -> dict[str, Any]:
     input_schema={},
     default_output_key="profile",
 )
-async def profile(args: Any, ctx: BrickContext) -> dict[str, Any]:
+def profile(args: Any, ctx: BrickContext) -> dict[str, Any]:
     user = ctx.host.user
     if user is None:
         raise BusinessError("User is not authenticated")

@@ -37,11 +37,13 @@ def serialize_error(error: BaseException) -> dict[str, Any]:
     },
     default_output_key="runOutput",
 )
-async def run(args: dict[str, Any], ctx: BrickContext) -> Any:
+def run(args: dict[str, Any], ctx: BrickContext) -> Any:
+    # A plain function: with async: true the step returns at once without a coroutine (the
+    # record brick's hot path); otherwise the body's coroutine is returned and awaited.
     if args.get("async"):
         ctx.start_pipeline(args["body"])
         return {}
-    return await ctx.run_pipeline(args["body"])
+    return ctx.run_pipeline(args["body"])
 
 
 @brick(

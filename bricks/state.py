@@ -31,7 +31,7 @@ NAMESPACE = {
         "required": ["variableName", "value"],
     },
 )
-async def assign(args: dict[str, Any], ctx: BrickContext) -> None:
+def assign(args: dict[str, Any], ctx: BrickContext) -> None:
     name = args["variableName"]
     if not name.strip():
         raise PropError("Variable name is required", prop="variableName")
@@ -58,7 +58,7 @@ async def assign(args: dict[str, Any], ctx: BrickContext) -> None:
     },
     default_output_key="state",
 )
-async def set_state(args: dict[str, Any], ctx: BrickContext) -> dict[str, Any]:
+def set_state(args: dict[str, Any], ctx: BrickContext) -> dict[str, Any]:
     return ctx.state(args["namespace"]).set(args["data"], args["mergeStrategy"])
 
 
@@ -69,7 +69,7 @@ async def set_state(args: dict[str, Any], ctx: BrickContext) -> dict[str, Any]:
     input_schema={"type": "object", "properties": {"namespace": NAMESPACE}},
     default_output_key="state",
 )
-async def get_state(args: dict[str, Any], ctx: BrickContext) -> dict[str, Any]:
+def get_state(args: dict[str, Any], ctx: BrickContext) -> dict[str, Any]:
     return ctx.state(args["namespace"]).get()
 
 

@@ -2,12 +2,13 @@
 
 A Python brick is declared with the ``@brick(...)`` decorator (or by building ``Brick``
 directly) and registered with a ``Registry``, which validates the declaration. Its run
-function is ``async def run(input, ctx) -> output``: ``input`` is the rendered, defaulted,
-validated config; ``ctx`` is a ``BrickContext``.
+function is ``async def run(input, ctx) -> output`` (or a plain ``def`` for a brick that never
+waits): ``input`` is the rendered, defaulted, validated config; ``ctx`` is a ``BrickContext``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ __all__ = ["Brick", "BrickContext", "BrickKind", "RunFunction", "brick"]
 
 BrickKind = Literal["reader", "transformer", "effect"]
 BRICK_KINDS: tuple[str, ...] = ("reader", "transformer", "effect")
-RunFunction = Callable[[Any, "BrickContext"], Awaitable[Any]]
+RunFunction = Callable[[Any, "BrickContext"], Awaitable[Any]] | Callable[[Any, "BrickContext"], Any]
+"""``async def run(input, ctx)``, or a plain ``def run(input, ctx)`` for a brick that never
+waits (called inline: no coroutine per step)."""
 
 
 @dataclass(eq=False)
@@ -59,6 +62,10 @@ class Brick:
     _integrations: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _pipelines: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _has_defaults: bool = field(default=False, init=False, repr=False)
+    # How a step calls it, decided once: inline for a plain ``def``; and whether its input
+    # needs any work at all (no integrations, no defaults, an empty schema accepts anything).
+    _is_async: bool = field(default=True, init=False, repr=False)
+    _plain_input: bool = field(default=False, init=False, repr=False)
     _checked: bool = field(default=False, init=False, repr=False)
     # Built-in bricks are tested against their output schemas; checking every output again at
     # run time would cost a validation per step for nothing.
@@ -79,6 +86,10 @@ class Brick:
         self._integrations = integration_properties(self.input_schema)
         self._pipelines = pipeline_properties(self.input_schema)
         self._has_defaults = _has_defaults(self.input_schema)
+        self._is_async = inspect.iscoroutinefunction(self.run)
+        self._plain_input = (
+            not self._integrations and not self._has_defaults and not self.input_schema
+        )
 
     def prepare_input(self, args: Any, run: RunState) -> Any:
         """Integration inputs, then schema defaults, then validation (no type coercion)."""

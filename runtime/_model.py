@@ -47,6 +47,8 @@ class Step:
     is_async: bool = False
     label: str | None = None
     path_text: str = ""
+    # The pipeline's cache of (registry, registry version, brick) for this step.
+    resolved: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path_text = format_path(self.path)

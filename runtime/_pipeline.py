@@ -20,6 +20,7 @@ import anyio
 from ._bricks import Brick, BrickContext
 from ._expressions import PipelineExpression
 from ._model import Pipeline, Step
+from ._registry import Registry
 from ._render import is_truthy
 from ._run import RunState, _wrap
 from .errors import Frame, RunError, UnknownBrickError
@@ -41,10 +42,36 @@ def _framed(exc: Exception, step: Step, run: RunState) -> BaseException:
     return error
 
 
+def _resolve(step: Step, run: RunState) -> Brick:
+    """The step's brick, cached on the step until the registry changes (or another registry
+    runs it); an unknown id raises ``UnknownBrickError`` with the step's location."""
+    registry = run.registry
+    version = registry.version
+    found = registry.find(step.brick_id)
+    if found is None:
+        registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
+    assert found is not None
+    if found._validator is None:
+        found._prepare()
+    step.resolved = (registry, version, found)
+    return found
+
+
 async def _call(brick: Brick, args: Any, step: Step, run: RunState) -> Any:
     """Run the brick itself; an effect's value is discarded (``_NOTHING``)."""
     started = perf_counter()
-    output = await brick.run(args, BrickContext(run, brick.id, step.path_text))
+    context = BrickContext(run, brick.id, step.path_text)
+    if brick._is_async:
+        output = await brick.run(args, context)
+    else:
+        output = brick.run(args, context)
+        if hasattr(output, "__await__"):  # a plain function that returned an awaitable
+            output = await output
+    return _finish(brick, output, step, run, started)
+
+
+def _finish(brick: Brick, output: Any, step: Step, run: RunState, started: float) -> Any:
+    """After the brick returned: the outputSchema check and the ``exit`` trace."""
     duration = (perf_counter() - started) * 1000
     if brick.kind == "effect":
         output = _NOTHING
@@ -77,23 +104,6 @@ async def _background_call(brick: Brick, args: Any, step: Step, run: RunState) -
         raise framed from exc
 
 
-def _prepare(step: Step, context: dict[str, Any], run: RunState) -> tuple[Brick, Any] | None:
-    """Everything before the brick runs: refresh ``@mod``, resolve the brick, evaluate ``if``,
-    render, default and validate. ``None`` when the ``if`` condition is false. (Synchronous:
-    one coroutine less per step matters on the hot path.)"""
-    context["@mod"] = run.mod_state.snapshot()
-    brick = run.registry.find(step.brick_id)
-    if brick is None:
-        run.registry.get(step.brick_id, location=step.location, path=step.path + ("id",))
-    assert brick is not None
-    if step.condition is not None and not is_truthy(step.condition(context)):
-        run.record("skip", step.path_text, step.brick_id, "if condition was false")
-        return None
-    args = brick.prepare_input(step.render(context), run)
-    run.record("enter", step.path_text, step.brick_id, args)
-    return brick, args
-
-
 async def run_pipeline(
     pipeline: Pipeline, context: dict[str, Any], run: RunState, *, sub: bool = False
 ) -> Any:
@@ -104,25 +114,49 @@ async def run_pipeline(
     (``sub=True``) returns the last step's output regardless of ``outputKey``, ``None`` when
     it was skipped, was an effect or async, or the pipeline is empty.
     """
+    # One loop, no coroutine per step unless the brick itself is async: this is the hot path
+    # of every mod (a telemetry record is seven steps), so per-step work is kept minimal.
     last: Any = _NOTHING
+    record = run.record
+    mod_state = run.mod_state
     for step in pipeline.steps:
         try:
-            prepared = _prepare(step, context, run)
-            if prepared is None:
-                output = _NOTHING
-            elif step.is_async:
-                brick, args = prepared
-                run.start_background(
-                    partial(_background_call, brick, args, step, run), step.path_text, brick.id
-                )
+            context["@mod"] = mod_state.snapshot()
+            cached = step.resolved
+            if cached is not None and cached[0] is run.registry and cached[1] == Registry._epoch:
+                brick: Brick = cached[2]
+            else:
+                brick = _resolve(step, run)
+            condition = step.condition
+            if condition is not None and not is_truthy(condition(context)):
+                record("skip", step.path_text, step.brick_id, "if condition was false")
                 output = _NOTHING
             else:
-                output = await _call(prepared[0], prepared[1], step, run)
+                args = step.render(context)
+                if not brick._plain_input:
+                    args = brick.prepare_input(args, run)
+                record("enter", step.path_text, step.brick_id, args)
+                if step.is_async:
+                    run.start_background(
+                        partial(_background_call, brick, args, step, run),
+                        step.path_text,
+                        brick.id,
+                    )
+                    output = _NOTHING
+                elif brick._is_async:
+                    output = await _call(brick, args, step, run)
+                else:
+                    # A plain-function brick runs inline: no coroutine for the step at all.
+                    started = perf_counter()
+                    output = brick.run(args, BrickContext(run, brick.id, step.path_text))
+                    if hasattr(output, "__await__"):
+                        output = await output
+                    output = _finish(brick, output, step, run, started)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
             framed = _framed(exc, step, run)
-            run.record("error", step.path_text, step.brick_id, _error_data(framed))
+            record("error", step.path_text, step.brick_id, _error_data(framed))
             if framed is exc:
                 raise
             raise framed from exc

@@ -64,6 +64,8 @@ def _drop_nulls(value: Any) -> Any:
 
 
 def _constant(value: Any) -> Renderer:
+    if value == {} and type(value) is dict:  # `config: {}`, the most common config of all
+        return lambda _ctx: {}
     if isinstance(value, dict | list):
         return lambda _ctx: copy_value(value)
     return lambda _ctx: value

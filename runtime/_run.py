@@ -49,6 +49,7 @@ class RunState:
         "registry",
         "run_id",
         "runtime",
+        "subscribers",
         "trace",
     )
 
@@ -80,6 +81,7 @@ class RunState:
         self.on_background_error = on_background_error
         # Trace events as tuples (cheap on the hot path); ``records()`` builds TraceRecords.
         self.trace: list[tuple[str, str, str, Any, float | None, int]] = []
+        self.subscribers = runtime.trace_subscribers  # the runtime's list, shared (not a copy)
         self.depth = 0
         self.pending = 0
         self._scopes: set[anyio.CancelScope] = set()
@@ -108,7 +110,7 @@ class RunState:
         """Add a trace event (see ``TraceRecord``) and hand it to the runtime's subscribers."""
         entry = (event, step_path, brick_id, data, duration_ms, self.depth)
         self.trace.append(entry)
-        subscribers = self.runtime.trace_subscribers
+        subscribers = self.subscribers
         if subscribers:
             record = self._to_record(entry)
             for callback in tuple(subscribers):

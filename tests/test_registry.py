@@ -30,7 +30,7 @@ REJECTIONS = [
     (dict(id="@Acme/Greet"), "id '@Acme/Greet' is not a brick id"),
     (dict(name=" "), "name must be a non-empty string, found ' '"),
     (dict(kind="renderer"), "kind 'renderer' is not one of: reader, transformer, effect"),
-    (dict(run=sync_run), "run must be an async function (async def run(input, ctx))"),
+    (dict(run="greet"), "run must be a function (async def run(input, ctx), or def"),
     (dict(run=one_arg), "run must accept two arguments: (input, ctx)"),
     (dict(input_schema={"type": "objekt"}), "input_schema/type: invalid JSON Schema"),
     (
@@ -49,6 +49,22 @@ def test_registration_is_validated(override: dict[str, Any], message: str) -> No
         Registry().register(Brick(**fields))
     assert message in str(info.value)
     assert str(info.value).startswith(f"cannot register brick {fields['id']!r}")
+
+
+@pytest.mark.anyio
+async def test_a_plain_function_brick_runs_inline_and_may_return_an_awaitable() -> None:
+    async def later(args: Any) -> Any:
+        return {"later": args["n"]}
+
+    def maybe_later(args: Any, ctx: BrickContext) -> Any:
+        return later(args) if args["n"] > 1 else {"now": args["n"]}
+
+    async with Runtime(entry_points=False) as runtime:
+        runtime.register(Brick(id="@acme/sync", name="Sync", run=sync_run))
+        runtime.register(Brick(id="@acme/maybe", name="Maybe", run=maybe_later))
+        assert (await runtime.run_brick("@acme/sync", {"a": 1})).output == {"a": 1}
+        assert (await runtime.run_brick("@acme/maybe", {"n": 1})).output == {"now": 1}
+        assert (await runtime.run_brick("@acme/maybe", {"n": 2})).output == {"later": 2}
 
 
 def test_duplicate_id_is_refused_naming_the_first() -> None:

@@ -815,3 +815,38 @@ def test_handlebars_fails_only_with_brickrun_errors(source: str) -> None:
 @given(st.text().filter(lambda s: "{{" not in s and "{%" not in s and "{#" not in s))
 def test_rewrite_leaves_text_without_blocks_alone(text: str) -> None:
     assert rewrite_at_names(text) == text
+
+
+# Text-and-lookups templates skip Jinja (a fast path); a trailing empty `{% if %}` forces the
+# Jinja path without changing the output, so both must agree on every value shape.
+_SIMPLE_TEMPLATES = [
+    "{{ @session.email }}-{{ @instant.timestamp }}-{{ @unique.uuid }}",
+    "{{ @a }}",
+    "x {{ @a.b.c }} y",
+    "{{ @a.length }}/{{ @a.0 }}",
+    "{{ @missing.deep.er }}|{{ @a.missing }}",
+    "{{ @a_b }}{{ @a }}",
+]
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["b", "c", "length", "0", "x"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300)
+@given(
+    template=st.sampled_from(_SIMPLE_TEMPLATES),
+    context=st.dictionaries(
+        st.sampled_from(["@a", "@session", "@instant", "@unique", "@a_b", "@a-b", "_at_a"]),
+        _JSONISH | st.fixed_dictionaries({"email": _JSONISH, "timestamp": _JSONISH}),
+        max_size=5,
+    ),
+)
+def test_lookup_only_templates_render_exactly_as_jinja(template: str, context: dict) -> None:
+    fast = compile_template("nunjucks", template)
+    jinja = compile_template("nunjucks", template + "{% if true %}{% endif %}")
+    assert fast.render(context) == jinja.render(context)
