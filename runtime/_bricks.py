@@ -229,7 +229,7 @@ class BrickContext:
         from ._pipeline import run_body
 
         self._run.start_background(
-            lambda: run_body(body, self._run, extra_context), self.step_path, self.brick_id
+            run_body, self.step_path, self.brick_id, body, self._run, extra_context
         )
 
     def render(self, value: DeferExpression, extra_context: Mapping[str, Any] | None = None) -> Any:

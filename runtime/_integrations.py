@@ -208,6 +208,11 @@ class IntegrationContext(dict[str, Any]):
     def __copy__(self) -> IntegrationContext:
         return IntegrationContext(self, self._binding)
 
+    def __brickrun_copy__(self) -> IntegrationContext:
+        """The deep copy ``copy_value`` (and so ``!var``) makes: the data copied, the handle
+        kept."""
+        return IntegrationContext({k: copy_value(v) for k, v in self.items()}, self._binding)
+
     def __deepcopy__(self, memo: dict[int, Any]) -> IntegrationContext:
         return IntegrationContext(copy.deepcopy(dict(self), memo), self._binding)
 

@@ -117,8 +117,8 @@ def copy_value(value: Any) -> Any:
     ``str``/``int``/``float``/``bool``/``None`` and objects whose class sets
     ``__brickrun_immutable__ = True`` are returned as they are; ``dict``/``list`` (and their
     subclasses, keeping the subclass, unless ``copy.copy`` returns the object itself) are
-    copied recursively; tuples become tuples of copies; anything else goes through
-    ``copy.deepcopy``.
+    copied recursively, and a dict subclass with a ``__brickrun_copy__`` method copies itself;
+    tuples become tuples of copies; anything else goes through ``copy.deepcopy``.
     """
     cls = type(value)
     if cls is str or cls is int or cls is float or cls is bool or value is None:
@@ -132,6 +132,9 @@ def copy_value(value: Any) -> Any:
     if cls is tuple:
         return tuple(copy_value(v) for v in value)
     if isinstance(value, dict):
+        copier = getattr(cls, "__brickrun_copy__", None)
+        if copier is not None:  # a dict subclass that knows how to copy itself cheaply
+            return copier(value)
         new_dict = copy.copy(value)
         if new_dict is value:  # the class copies as itself (an immutable expression object)
             return value

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -138,9 +137,7 @@ async def run_pipeline(
                 record("enter", step.path_text, step.brick_id, args)
                 if step.is_async:
                     run.start_background(
-                        partial(_background_call, brick, args, step, run),
-                        step.path_text,
-                        brick.id,
+                        _background_call, step.path_text, brick.id, brick, args, step, run
                     )
                     output = _NOTHING
                 elif brick._is_async:

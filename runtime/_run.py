@@ -11,7 +11,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -128,14 +127,23 @@ class RunState:
         return [self._to_record(entry) for entry in self.trace]
 
     def start_background(
-        self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        step_path: str,
+        brick_id: str,
+        *args: Any,
     ) -> None:
-        """Run ``fn`` in the runtime's task group under this run's deadline and cancellation."""
+        """Run ``fn(*args)`` in the runtime's task group under this run's deadline and
+        cancellation."""
         self.pending += 1
-        self.runtime.submit(partial(self._background, fn, step_path, brick_id))
+        self.runtime.submit(_Job(self, fn, args, step_path, brick_id))
 
     async def _background(
-        self, fn: Callable[[], Awaitable[Any]], step_path: str, brick_id: str
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        step_path: str,
+        brick_id: str,
     ) -> None:
         with anyio.CancelScope(deadline=self.deadline) as scope:
             if self._cancelled:
@@ -143,7 +151,7 @@ class RunState:
             self._scopes.add(scope)
             started = time.perf_counter()
             try:
-                await fn()
+                await fn(*args)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
@@ -172,6 +180,30 @@ class RunState:
         self._cancelled = True
         for scope in tuple(self._scopes):
             scope.cancel()
+
+
+class _Job:
+    """A background step waiting for a worker, as one small object: a burst of records leaves
+    thousands of these queued, and every garbage collection walks all of them."""
+
+    __slots__ = ("args", "brick_id", "fn", "run", "step_path")
+
+    def __init__(
+        self,
+        run: RunState,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        step_path: str,
+        brick_id: str,
+    ) -> None:
+        self.run = run
+        self.fn = fn
+        self.args = args
+        self.step_path = step_path
+        self.brick_id = brick_id
+
+    def __call__(self) -> Awaitable[None]:
+        return self.run._background(self.fn, self.args, self.step_path, self.brick_id)
 
 
 def _wrap(exc: BaseException) -> RunError:

@@ -14,7 +14,6 @@ disagree, ``jsonschema`` decides.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -28,6 +27,7 @@ import referencing.exceptions
 from referencing.jsonschema import DRAFT7, DRAFT201909
 
 from ._expressions import Expression
+from ._paths import copy_value
 from .errors import format_path
 
 __all__ = [
@@ -218,7 +218,7 @@ def apply_defaults(schema: Mapping[str, Any], instance: Any) -> Any:
             if "default" in prop:
                 if out is instance:
                     out = dict(instance)
-                out[name] = copy.deepcopy(prop["default"])
+                out[name] = copy_value(prop["default"])
         elif "properties" in prop:
             inner = apply_defaults(prop, out[name])
             if inner is not out[name]:
