@@ -16,12 +16,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, NamedTuple, Self, cast, overload
 
 import anyio
 
 from ..errors import RecordNotFoundError, StorageError
-from ._batch import PendingPut, WriteBatcher
+from ._batch import PendingPut, WriteBatcher, raise_copy, raise_failure
 from ._outbox import (
     DeadLetter,
     OutboxItem,
@@ -52,6 +52,7 @@ __all__ = [
     "OutboxItem",
     "OutboxState",
     "OutboxStatus",
+    "PutItem",
     "Record",
     "StorageBackend",
     "merge",
@@ -59,6 +60,18 @@ __all__ = [
 
 DEFAULT_LEASE_SECONDS = 60.0
 """How long a claim holds its outbox rows unless the claimer says otherwise."""
+
+
+class PutItem(NamedTuple):
+    """One write of :meth:`StorageBackend.put_many`; a plain tuple of the same fields (the
+    last two optional) is accepted too."""
+
+    database: str
+    key: str
+    value: Any
+    merge_strategy: str = "replace"
+    now: datetime | None = None
+    """The write time; ``None``: the ``now`` of the ``put_many`` call."""
 
 
 class _State(enum.Enum):
@@ -133,6 +146,11 @@ class StorageBackend(ABC):
         if self._state is not _State.OPEN:
             raise StorageError(f"storage {self.url} is {self._state.value}")
 
+    def _check_database(self, database: object) -> None:
+        check_database_id(database)
+        if len(self._checked_ids) < 10_000:
+            self._checked_ids.add(cast(str, database))
+
     # records
 
     async def put(
@@ -157,14 +175,14 @@ class StorageBackend(ABC):
 
         The returned record's data is a fresh decoding, except that puts to one key coalesced
         into one batch may share unchanged sub-values: treat returned records as read-only.
+        A caller with many records to write should use :meth:`put_many` (one wait for all,
+        no records decoded unless asked for).
 
         Raises :class:`StorageError` for bad arguments or a failed commit,
         :class:`RecordTooLargeError` and :class:`ThrottledError` for refused writes.
         """
-        if database not in self._checked_ids:
-            check_database_id(database)
-            if len(self._checked_ids) < 10_000:
-                self._checked_ids.add(database)
+        if type(database) is not str or database not in self._checked_ids:
+            self._check_database(database)
         check_key(database, key)
         if merge_strategy not in MERGE_STRATEGIES:
             check_strategy(merge_strategy)
@@ -175,7 +193,117 @@ class StorageBackend(ABC):
         if self._state is not _State.OPEN:
             self._check_open()
         op = PendingPut(database, key, text, size, merge_strategy, user, millis, outbox is True)
-        return await self._batcher.submit(op)
+        await self._batcher.submit([op])
+        if not op.written:
+            raise_failure(op)
+        return op.record()
+
+    @overload
+    async def put_many(
+        self,
+        items: Iterable[PutItem | tuple[Any, ...]],
+        *,
+        user: str | None = None,
+        now: datetime | None = None,
+        outbox: bool = False,
+        records: Literal[False] = False,
+    ) -> list[StorageError | None]: ...
+
+    @overload
+    async def put_many(
+        self,
+        items: Iterable[PutItem | tuple[Any, ...]],
+        *,
+        user: str | None = None,
+        now: datetime | None = None,
+        outbox: bool = False,
+        records: Literal[True],
+    ) -> list[Record | StorageError]: ...
+
+    async def put_many(
+        self,
+        items: Iterable[PutItem | tuple[Any, ...]],
+        *,
+        user: str | None = None,
+        now: datetime | None = None,
+        outbox: bool = False,
+        records: bool = False,
+    ) -> list[StorageError | None] | list[Record | StorageError]:
+        """Write many records as one submission: exactly as if each item were ``put`` in
+        order, with one wait for all of them.
+
+        Each item is a :class:`PutItem` or a plain tuple ``(database, key, value[,
+        merge_strategy[, now]])``; an item's ``now`` (``None``: the call's) overrides the
+        call's ``now``, which defaults to the current time, read once per call. ``user`` and
+        ``outbox`` apply to every item, as in :meth:`put`. Items may name several databases
+        and repeat keys: a later item merges on top of the earlier ones.
+
+        All items go into one transaction, together and in order (possibly with other puts
+        before or after them, never between them), so that concurrent writers see all of
+        them or none, and the call returns once it committed. An item that would be refused
+        on its own is refused alone: bad arguments (a database id, key, merge strategy,
+        value or ``now`` that :meth:`put` would reject), :class:`RecordTooLargeError`,
+        :class:`ThrottledError`; the items after it see the record as if it had never been
+        attempted.
+
+        Returns one entry per item, in order: ``None`` for a written item and its
+        :class:`StorageError` for a refused one; with ``records=True``, the written item's
+        :class:`Record` (as :meth:`put` returns it) instead of ``None``. Records are only
+        read and decoded when asked for, which makes the default cheaper.
+
+        Raises :class:`StorageError`, and writes nothing, when the call itself is wrong (an
+        item that is not a tuple of 3 to 5 fields, a bad ``user``, ``now`` or ``items``) or
+        the transaction did not commit. Cancelled before its batch started writing, nothing
+        of it is written; cancelled later, all of it is (like :meth:`put`).
+        """
+        if user is not None and not isinstance(user, str):
+            raise StorageError(f"user must be a string or None, got {user!r}")
+        millis = to_millis(now)
+        queue, wants_record = outbox is True, records is True
+        try:
+            entries = list(items)
+        except TypeError:
+            raise StorageError(
+                f"items must be an iterable of (database, key, value[, merge_strategy[, now]])"
+                f" tuples, got {type(items).__name__}"
+            ) from None
+        self._check_open()
+        outcomes: list[Any] = [None] * len(entries)
+        ops: list[PendingPut] = []
+        positions: list[int] = []
+        for index, item in enumerate(entries):
+            if not isinstance(item, tuple) or not 3 <= len(item) <= 5:
+                raise StorageError(
+                    f"item {index} of put_many must be a (database, key, value[, "
+                    f"merge_strategy[, now]]) tuple, got {_describe(item)}; nothing was written"
+                )
+            database, key, value, *rest = item
+            try:
+                if type(database) is not str or database not in self._checked_ids:
+                    self._check_database(database)
+                check_key(database, key)
+                strategy = rest[0] if rest else "replace"
+                if strategy not in MERGE_STRATEGIES:
+                    check_strategy(strategy)
+                text, size = encode_value(database, key, value)
+                when = millis if len(rest) < 2 or rest[1] is None else to_millis(rest[1])
+            except StorageError as error:
+                outcomes[index] = error
+                continue
+            ops.append(
+                PendingPut(database, key, text, size, strategy, user, when, queue, wants_record)
+            )
+            positions.append(index)
+        if ops:
+            failure = await self._batcher.submit(ops)
+            if failure is not None:
+                raise_copy(failure)
+            for index, op in zip(positions, ops, strict=True):
+                if not op.written:
+                    outcomes[index] = op.error
+                elif wants_record:
+                    outcomes[index] = op.record()
+        return outcomes
 
     async def get(self, database: str, key: str) -> Record | None:
         """The record ``key`` of ``database``, or ``None`` if there is none."""
@@ -440,3 +568,9 @@ class StorageBackend(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} ({self._state.name.lower()})>"
+
+
+def _describe(item: object) -> str:
+    if isinstance(item, tuple):
+        return f"a tuple of {len(item)}"
+    return type(item).__name__

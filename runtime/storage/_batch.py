@@ -12,7 +12,7 @@ import copy
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -36,7 +36,11 @@ __all__ = [
     "StoredRow",
     "TokenBuckets",
     "WriteBatcher",
+    "keys_to_read",
     "outbox_keys",
+    "plan_batch",
+    "raise_copy",
+    "raise_failure",
 ]
 
 MAX_BATCH = 1000
@@ -45,25 +49,33 @@ locks, round trips) vanish, few enough that one batch's rows stay small in memor
 
 
 class PendingPut:
-    """One ``put`` waiting for its batch; the backend sets ``result`` or ``error``.
+    """One write waiting for its batch (from ``put`` or one item of ``put_many``).
 
     ``text`` is the value's compact JSON and ``size`` its UTF-8 size; ``now`` is the write
-    time in milliseconds since the epoch; ``outbox`` asks for an outbox row in the same
-    transaction, written only if the put itself is (see :func:`outbox_keys`).
+    time in milliseconds since the epoch and ``now_text`` the same time formatted; ``outbox``
+    asks for an outbox row in the same transaction, written only if the put itself is (see
+    :func:`outbox_keys`); ``wants_record`` asks :func:`plan_batch` to keep what
+    :meth:`record` needs (a put whose caller ignores its record skips reading the stored row).
+
+    The batch's writer sets ``error`` (refused, or the transaction failed) or ``written``.
     """
 
     __slots__ = (
+        "created_at",
+        "data",
+        "data_text",
         "database",
         "error",
         "key",
         "now",
         "now_text",
         "outbox",
-        "result",
         "size",
         "strategy",
         "text",
         "user",
+        "wants_record",
+        "written",
     )
 
     def __init__(
@@ -76,6 +88,7 @@ class PendingPut:
         user: str | None,
         now: int,
         outbox: bool = False,
+        wants_record: bool = True,
     ) -> None:
         self.database = database
         self.key = key
@@ -86,8 +99,34 @@ class PendingPut:
         self.now = now
         self.now_text = format_millis(now)
         self.outbox = outbox
-        self.result: Record | None = None
+        self.wants_record = wants_record
+        self.written = False
         self.error: StorageError | None = None
+        # What the record holds after this put: its JSON text when known, else the merged
+        # value; set by plan_batch only for puts that want their record.
+        self.data_text: str | None = None
+        self.data: Any = None
+        self.created_at = ""
+
+    def reset(self) -> None:
+        """Forget the outcome of a transaction that rolled back (before it runs again)."""
+        self.written, self.error, self.data_text, self.data = False, None, None, None
+
+    def record(self) -> Record:
+        """The record as this put left it (only after it was written with ``wants_record``).
+
+        Decoded here, in the caller's task, rather than in the batch's transaction: the
+        writer's time is shared by every put of the batch, and many callers never look.
+        """
+        return {
+            "id": self.key,
+            # A fresh decoding, or built by merge from such decodings: nobody else holds it,
+            # except that puts to one key in one batch may share unchanged sub-values.
+            "data": decode_json(self.data_text) if self.data_text is not None else self.data,
+            "merge_strategy": self.strategy,
+            "created_at": self.created_at,
+            "updated_at": self.now_text,
+        }
 
 
 @dataclass(slots=True)
@@ -180,6 +219,19 @@ class _KeyState:
         return self.value
 
 
+def keys_to_read(ops: list[PendingPut]) -> list[tuple[str, str]]:
+    """The (database, key) pairs whose stored rows :func:`plan_batch` needs, sorted (so that
+    concurrent batches lock them in one order).
+
+    A key needs its row if a put to it merges (the stored data) or wants its record (the
+    stored ``created_at``). A key only ever replaced by puts that ignore their records needs
+    nothing: the backend inserts it or, if it exists, updates it keeping ``created_at``.
+    """
+    return sorted(
+        {(op.database, op.key) for op in ops if op.wants_record or op.strategy != "replace"}
+    )
+
+
 def plan_batch(
     ops: list[PendingPut],
     existing: Mapping[tuple[str, str], StoredRow],
@@ -190,14 +242,15 @@ def plan_batch(
 
     Ops apply in order; a later op on the same key merges on top of the earlier ones. A refused
     op (throttled, too large) gets its error and changes nothing, so the ops after it see the
-    record as if it had never been attempted. Ops that succeed get ``result``; its data is
-    shared with nobody, except that puts to one key in one batch may share unchanged sub-values
-    (copying a large record for every put would make hot keys quadratic). ``existing`` must
-    hold every stored row the ops touch and ``limits`` every database they touch, both read
-    under the transaction's lock.
+    record as if it had never been attempted. Ops that succeed are marked ``written`` and,
+    if they want their record, keep its JSON text or merged value and ``created_at`` (see
+    :meth:`PendingPut.record`; puts to one key in one batch may share unchanged sub-values:
+    copying a large record for every put would make hot keys quadratic). ``existing`` must
+    hold every stored row of :func:`keys_to_read` and ``limits`` every database the ops
+    touch, both read under the transaction's lock; a key missing from ``existing`` is
+    planned as new, and its row's ``created_at`` is only used if it is inserted.
     """
     states: dict[tuple[str, str], _KeyState | None] = {}
-    applied: list[tuple[PendingPut, tuple[str, str], Any, str | None]] = []
     spent: list[tuple[str, str]] = []
     for op in ops:
         ident = (op.database, op.key)
@@ -267,20 +320,10 @@ def plan_batch(
             state.value, state.text, state.decoded = value, text, value is not None
             state.size, state.merge_strategy, state.updated_at = size, op.strategy, op.now_text
         state.dirty = True
-        applied.append((op, ident, value, text))
+        op.written = True
+        if op.wants_record:
+            op.data_text, op.data, op.created_at = text, value, state.created_at
 
-    for op, ident, value, text in applied:
-        state = states[ident]
-        assert state is not None
-        op.result = {
-            "id": op.key,
-            # Decoded from JSON or built by merge from such decodings: nobody else holds it.
-            # Puts to one key in one batch may share unchanged sub-values with each other.
-            "data": decode_json(text) if text is not None else value,
-            "merge_strategy": op.strategy,
-            "created_at": state.created_at,
-            "updated_at": op.now_text,
-        }
     writes = [
         RowWrite(
             database,
@@ -298,57 +341,66 @@ def plan_batch(
 
 def outbox_keys(ops: list[PendingPut]) -> list[tuple[str, str]]:
     """The (database, key) pairs that need an outbox row after :func:`plan_batch`: those of
-    puts with ``outbox`` that succeeded, each once, sorted (so concurrent batches lock outbox
-    rows in one order). A refused put queues nothing."""
-    return sorted({(op.database, op.key) for op in ops if op.outbox and op.result is not None})
+    puts with ``outbox`` that were written, each once, sorted (so concurrent batches lock
+    outbox rows in one order). A refused put queues nothing."""
+    return sorted({(op.database, op.key) for op in ops if op.outbox and op.written})
 
 
 class _Batch:
     """Puts written in one transaction; ``done`` is set once they all have their outcome."""
 
-    __slots__ = ("captain", "done", "ops", "sealed")
+    __slots__ = ("captain", "done", "failure", "ops", "sealed")
 
     def __init__(self) -> None:
         self.ops: list[PendingPut] = []
         self.done = anyio.Event()
         self.sealed = False  # writing started: no put may join or leave any more
         self.captain = True  # False once the put that was to write this batch was cancelled
+        self.failure: StorageError | None = None  # why the transaction did not commit
 
 
 class WriteBatcher:
-    """Coalesces concurrent puts into batches written one at a time, in arrival order.
+    """Coalesces concurrent submissions into batches written one at a time, in arrival order.
 
-    There is no background task. Puts join the newest batch until it is full or being
-    written. The first put of a batch is its *captain*: it waits until the batch before has
-    been written, yields once so that puts started in the same event-loop turn can join, then
-    writes the batch (shielded from cancellation, so that no batch is left half-done) and wakes
-    every put in it. So the puts themselves are the writer: nothing needs an owner task group,
-    a backend can be opened and closed from any task, and no task is left running that nobody
-    awaits. A put cancelled before its batch is sealed is withdrawn; if it was the captain, the
-    writer of the batch before writes this one too.
+    A submission is one ``put`` or one ``put_many`` call: a list of ops that always lands in
+    one batch, contiguous and in its order, and is waited for as a whole. There is no
+    background task. Submissions join the newest batch until it would exceed
+    :data:`MAX_BATCH` ops or is being written (a submission larger than that gets a batch of
+    its own). The first submission of a batch is its *captain*: it waits until the batch
+    before has been written, yields once so that submissions started in the same event-loop
+    turn can join, then writes the batch (shielded from cancellation, so that no batch is
+    left half-done) and wakes every submission in it. So the callers themselves are the
+    writer: nothing needs an owner task group, a backend can be opened and closed from any
+    task, and no task is left running that nobody awaits. A submission cancelled before its
+    batch is sealed is withdrawn whole; if it was the captain, the writer of the batch before
+    writes this one too. Cancelled later, it is written all the same.
     """
 
     def __init__(self, write: Callable[[list[PendingPut]], Awaitable[None]]) -> None:
         self._write = write
         self._batches: deque[_Batch] = deque()  # not yet done, oldest first
 
-    async def submit(self, op: PendingPut) -> Record:
-        """Queue ``op``, wait for its batch to commit, return its record or raise its error."""
+    async def submit(self, ops: list[PendingPut]) -> StorageError | None:
+        """Queue ``ops`` (not empty), wait until their batch has been written or has failed;
+        return why the batch's transaction failed, or ``None`` if it committed.
+
+        Each op's own outcome is on it: ``written``, or ``error`` (a refusal, or the failure).
+        """
         batches = self._batches
         batch = batches[-1] if batches else None
-        if batch is not None and not batch.sealed and len(batch.ops) < MAX_BATCH:
-            batch.ops.append(op)
+        if batch is not None and not batch.sealed and len(batch.ops) + len(ops) <= MAX_BATCH:
+            batch.ops += ops
             try:
                 await batch.done.wait()
             except BaseException:
                 if not batch.sealed:
-                    batch.ops.remove(op)
+                    _withdraw(batch, ops)
                 raise
-            return _outcome(op)
+            return batch.failure
 
         before = batch
         batch = _Batch()
-        batch.ops.append(op)
+        batch.ops += ops
         batches.append(batch)
         if before is not None:
             try:
@@ -357,11 +409,11 @@ class WriteBatcher:
                 if before.done.is_set():
                     await self._run(batch)  # our turn had come: the batch must be written
                 else:
-                    batch.ops.remove(op)
+                    _withdraw(batch, ops)
                     batch.captain = False
                 raise
         await self._run(batch)
-        return _outcome(op)
+        return batch.failure
 
     async def _run(self, batch: _Batch) -> None:
         """Write ``batch``, then any following batches whose captain was cancelled."""
@@ -371,7 +423,7 @@ class WriteBatcher:
                 batch.sealed = True
                 try:
                     if batch.ops:
-                        await self._write_batch(batch.ops)
+                        batch.failure = await self._write_batch(batch.ops)
                 finally:
                     self._batches.popleft()
                     batch.done.set()
@@ -379,17 +431,16 @@ class WriteBatcher:
                     return
                 batch = self._batches[0]
 
-    async def _write_batch(self, batch: list[PendingPut]) -> None:
+    async def _write_batch(self, batch: list[PendingPut]) -> StorageError | None:
         try:
             await self._write(batch)
         except StorageError as error:
-            for op in batch:
-                op.result, op.error = None, error
+            return _fail(batch, error)
         except Exception as error:  # a bug must not leave puts hanging
             failure = StorageError(f"writing {describe_batch(len(batch))} failed: {error!r}")
             failure.__cause__ = error
-            for op in batch:
-                op.result, op.error = None, failure
+            return _fail(batch, failure)
+        return None
 
     async def drain(self) -> None:
         """Wait until every queued put has been written."""
@@ -397,12 +448,29 @@ class WriteBatcher:
             await self._batches[-1].done.wait()
 
 
-def _outcome(op: PendingPut) -> Record:
+def _withdraw(batch: _Batch, ops: list[PendingPut]) -> None:
+    if len(ops) == 1:
+        batch.ops.remove(ops[0])
+    else:
+        leaving = {id(op) for op in ops}
+        batch.ops[:] = [op for op in batch.ops if id(op) not in leaving]
+
+
+def _fail(batch: list[PendingPut], error: StorageError) -> StorageError:
+    for op in batch:
+        op.reset()
+        op.error = error
+    return error
+
+
+def raise_copy(error: StorageError) -> NoReturn:
+    """Raise a copy of ``error``: one exception object raised in many tasks would collect all
+    their tracebacks."""
+    raise copy.copy(error) from error.__cause__
+
+
+def raise_failure(op: PendingPut) -> NoReturn:
+    """Raise why ``op`` was not written (a copy of its error)."""
     if op.error is not None:
-        # Each caller raises its own copy: one exception object raised in many tasks would
-        # collect all their tracebacks.
-        error = copy.copy(op.error)
-        raise error from op.error.__cause__
-    if op.result is None:
-        raise StorageError(f"put of {op.key!r} in database {op.database!r} was not written")
-    return op.result
+        raise_copy(op.error)
+    raise StorageError(f"put of {op.key!r} in database {op.database!r} was not written")

@@ -257,7 +257,7 @@ class PostgresBackend(StorageBackend):
             self._buckets.refund(spent)
             spent.clear()
             for op in ops:
-                op.result = op.error = None
+                op.reset()
             idents = sorted({(op.database, op.key) for op in ops})
             names = sorted({op.database for op in ops})
             limits = await _load_limits(conn, names)

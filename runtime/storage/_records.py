@@ -368,10 +368,17 @@ def to_millis(now: datetime | None) -> int:
     return (now - _EPOCH) // _MS
 
 
-@lru_cache(maxsize=1024)
 def format_millis(millis: int) -> str:
     """``2026-11-23T15:00:00.123Z``: the only timestamp format records use (UTC, ms, Z)."""
-    return format_timestamp(_EPOCH + timedelta(milliseconds=millis))
+    seconds, ms = divmod(millis, 1000)
+    return f"{_format_second(seconds)}.{ms:03d}Z"
+
+
+# Every put formats its time, and events' times are rarely in the same millisecond but mostly
+# in the same second: caching per second turns a datetime round trip into an f-string.
+@lru_cache(maxsize=256)
+def _format_second(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).replace(tzinfo=None).isoformat()
 
 
 def format_timestamp(moment: datetime) -> str:

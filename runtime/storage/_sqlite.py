@@ -30,7 +30,15 @@ import anyio.to_thread
 
 from ..errors import StorageError
 from ._base import StorageBackend
-from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, outbox_keys, plan_batch
+from ._batch import (
+    PendingPut,
+    RowWrite,
+    StoredRow,
+    TokenBuckets,
+    keys_to_read,
+    outbox_keys,
+    plan_batch,
+)
 from ._migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS, pending_migrations
 from ._outbox import OutboxItem, OutboxStatus, build_status
 from ._records import (
@@ -58,6 +66,7 @@ _DAY_MS = 86_400_000
 _LIST_PAGE = 2000  # rows per read of list_records
 _RECORD_COLUMNS = "key, data, merge_strategy, created_at, updated_at"
 _LIMIT_COLUMNS = "max_record_bytes, writes_per_second_per_user, retention_days"
+_DEFAULT_LIMITS = DatabaseLimits()
 
 
 class SQLiteBackend(StorageBackend):
@@ -254,14 +263,14 @@ class SQLiteBackend(StorageBackend):
 
         def apply(conn: sqlite3.Connection) -> None:
             names = sorted({op.database for op in ops})
-            limits = _load_limits(conn, names)
-            existing = _load_rows(conn, ops)
+            limits, existing = _load_batch(conn, names, keys_to_read(ops))
             writes, tokens = plan_batch(
-                ops, existing, {n: limits.get(n) or DatabaseLimits() for n in names}, self._buckets
+                ops, existing, {n: limits.get(n) or _DEFAULT_LIMITS for n in names}, self._buckets
             )
             spent.extend(tokens)
             created = sorted({w.database for w in writes} - limits.keys())
-            conn.executemany(_insert_database_sql(), [_limits_row(n, None) for n in created])
+            if created:
+                conn.executemany(_insert_database_sql(), [_limits_row(n, None) for n in created])
             _upsert(conn, writes, self._rows_per_insert)
             queued = outbox_keys(ops)
             if queued:
@@ -620,21 +629,30 @@ def _load_limits(conn: sqlite3.Connection, names: list[str]) -> dict[str, Databa
     return {row[0]: _limits(row[1:]) for row in rows}
 
 
-def _load_rows(conn: sqlite3.Connection, ops: list[PendingPut]) -> dict[tuple[str, str], StoredRow]:
-    keys: dict[str, set[str]] = {}
-    for op in ops:
-        keys.setdefault(op.database, set()).add(op.key)
+# The limits of the batch's databases and the stored rows it needs, as two JSON texts from one
+# statement (one step: see the module docstring). Databases and (database, key) pairs go in as
+# JSON arrays; each pair is found through the primary key.
+_LOAD_BATCH_SQL = (
+    f"SELECT (SELECT json_group_array(json_array(id, {_LIMIT_COLUMNS})) FROM databases"
+    " WHERE id IN (SELECT value FROM json_each(?))),"
+    " (SELECT json_group_array(json_array(r.database_id, r.key, r.data, r.merge_strategy,"
+    " r.created_at, r.updated_at)) FROM json_each(?) j"
+    " JOIN records r ON r.database_id = j.value ->> 0 AND r.key = j.value ->> 1)"
+)
+
+
+def _load_batch(
+    conn: sqlite3.Connection, names: list[str], idents: list[tuple[str, str]]
+) -> tuple[dict[str, DatabaseLimits], dict[tuple[str, str], StoredRow]]:
+    """The stored limits of ``names`` and the stored rows of ``idents`` (those that exist)."""
+    limits_text, rows_text = conn.execute(
+        _LOAD_BATCH_SQL, (json.dumps(names), json.dumps(idents) if idents else "[]")
+    ).fetchone()
+    limits = {row[0]: _limits(row[1:]) for row in decode_json(limits_text)}
     found: dict[tuple[str, str], StoredRow] = {}
-    for database, names in keys.items():
-        # Keys go in as one JSON array and rows come out as one: two GIL hand-overs in all.
-        (text,) = conn.execute(
-            f"SELECT json_group_array(json_array({_RECORD_COLUMNS})) FROM records"
-            " WHERE database_id = ? AND key IN (SELECT value FROM json_each(?))",
-            (database, json.dumps(list(names))),
-        ).fetchone()
-        for key, data, strategy, created, updated in decode_json(text):
-            found[(database, key)] = StoredRow(data, json_size(data), strategy, created, updated)
-    return found
+    for database, key, data, strategy, created, updated in decode_json(rows_text):
+        found[(database, key)] = StoredRow(data, json_size(data), strategy, created, updated)
+    return limits, found
 
 
 @lru_cache(maxsize=16)
