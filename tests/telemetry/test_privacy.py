@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -28,7 +29,10 @@ from brickrun.telemetry._privacy import (
     MAX_DEPTH,
     REDACTED,
     PrivacySettings,
+    _forget,
+    _memos,
     anonymize_url,
+    filter_checked_event,
     filter_event,
     filter_record,
     hash_key,
@@ -130,6 +134,10 @@ URLS: list[tuple[Any, str]] = [
     # relative paths
     ("/a/42", "/a/[id]"),
     ("/a/42?x=1#y", "/a/[id]"),
+    ("/a ?x", "/a%20"),  # the space before the query is part of the path
+    ("/cart;jsessionid=0F3A9C?x=1", "/cart"),
+    ("/?x", "/"),
+    ("https://example.com?x@y", "https://example.com/"),  # "@" after the host is query
     # fail closed
     ("javascript:alert(1)", INVALID_URL),
     ("not a url", INVALID_URL),
@@ -339,6 +347,24 @@ def test_key_hash_is_keyed_stable_and_distinct_from_the_user_pseudonym() -> None
     assert hash_key(key, OTHER_SECRET) != hashed
     assert hash_key(hashed, SECRET) == hashed
     assert hashed[2:] != str(pseudonymize(key, SECRET))[2:]
+
+
+@pytest.mark.parametrize(
+    "secret", [bytes(range(16)), SECRET, bytes(64), bytes(range(65)), b"\xff" * 100]
+)
+def test_pseudonyms_are_hmac_sha256_of_a_domain_and_the_value(secret: bytes) -> None:
+    """Pseudonyms must never change for an install: collectors count and deduplicate by them."""
+
+    def expected(domain: bytes, value: str) -> str:
+        return hmac.new(secret, domain + b"\x00" + value.encode(), "sha256").hexdigest()[:32]
+
+    assert pseudonymize(" Alice@Example.com", secret) == "u_" + expected(
+        b"brickrun:user", "alice@example.com"
+    )
+    assert pseudonymize("User-42", secret) == "u_" + expected(b"brickrun:user", "User-42")
+    assert hash_key("a-key", secret) == "k_" + expected(b"brickrun:key", "a-key")
+    session = filter_event({"name": "x", "session_id": "visit-1"}, PrivacySettings(secret))
+    assert session["session_id"] == "s_" + expected(b"brickrun:session", "visit-1")
 
 
 @given(user=st.text(min_size=1), a=st.binary(min_size=16), b=st.binary(min_size=16))
@@ -838,3 +864,137 @@ def test_secret_file_is_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFi
     secret = load_install_secret(tmp_path / "install-secret")
     assert secret.hex() not in caplog.text
     assert os.fspath(tmp_path) in caplog.text  # where it is, once
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def test_memos_never_hold_a_raw_secret() -> None:
+    """What the filter remembers between calls is only what it lets leave verbatim anyway."""
+    _forget()
+    local = CANARY.split("@")[0]
+    card, stripe, password, param, random_id = (
+        "4111111111111111",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "hunter2",
+        "0F3A9C77",
+        "NffrFeUfNV2Hib",
+    )
+    urls = [
+        f"https://{local}:{password}@app.example.com/a",
+        f"https://app.example.com/users/{CANARY}/edit",
+        f"/cart;jsessionid={param}/checkout",
+        f"/customers/cus_{random_id}",
+        f"/reset/{JWT}",
+        f"/pay/{card}",
+        f"/t/{stripe}?token={stripe}",
+    ]
+    data = {
+        "name": "search",
+        "user": CANARY,
+        "session_id": f"visit-{param}",
+        "url": urls[0],
+        "source": {"label": f"from {CANARY}", CANARY: 1, "pageUrl": urls[1], "card": card},
+        "metadata": {CANARY: 1, f"{stripe}_count": 2, "n": 3},
+        "private_metadata": {
+            "q": {"text": f"{stripe} {JWT}", "links": [{"href": url} for url in urls], "pem": PEM}
+        },
+        "error": {"name": "E", "message": f"no account for {CANARY} at {urls[1]}"},
+        "context": urls[3],
+    }
+    allow = PrivacySettings(
+        install_secret=SECRET,
+        allow_private={"search": frozenset({"q"})},
+        extra_sensitive_keys=frozenset({"tenant"}),
+    )
+    sensitive_keys = {f"/cart;jsessionid={param}": 1, f"token {stripe}": 2, CANARY: 3, "n": 4}
+    outputs = []
+    for _ in range(2):  # the second pass reads what the first one remembered
+        for settings_ in (SETTINGS, allow):
+            outputs.append(filter_event(data, settings_))
+            outputs.append(filter_record({"id": f"{CANARY}-1", "data": data}, settings_))
+            brick = {"email": CANARY, "url": urls[1], "data": {"n": f"{CANARY}", "href": urls[3]}}
+            outputs.append(filter_record({"id": "r1", "data": brick}, settings_))
+        for url in urls:
+            outputs.append(anonymize_url(url))
+            outputs.append(redact_value(f"see https://app.example.com{url}".replace(".com/", "/")))
+        outputs.append(scrub(sensitive_keys, extra_keys={"tenant"}))
+    remembered = json.dumps([sorted(m) if isinstance(m, set) else m for m in _memos()])
+    remembered += json.dumps(allow._extra.kept)
+    assert "pageUrl" in remembered and "app.example.com" in remembered  # it did remember
+    left = json.dumps(outputs)
+    for secret in (CANARY, local, password, param, random_id, stripe, card, JWT[:20], "MIIEpAIB"):
+        assert secret not in left, secret  # none of them leaves...
+        assert secret not in remembered, secret  # ...and none of them is remembered
+
+
+def test_memos_stay_bounded() -> None:
+    for i in range(10_000):
+        redact_value(f"label {i}")
+        anonymize_url(f"https://host{i}.example/page{i}")
+        scrub({f"key{i}": f"value {i}", f"password{i}": 1})
+    sizes = [len(memo) for memo in _memos()]
+    assert min(sizes) > 0 and max(sizes) <= 4096, sizes
+
+
+@given(st.one_of(json_values, url_text))
+@settings(max_examples=150, deadline=None)
+def test_remembered_results_equal_fresh_ones(value: Any) -> None:
+    fresh_scrub, fresh_url = scrub(value), anonymize_url(value)
+    fresh_text = redact_value(value) if isinstance(value, str) else None
+    assert scrub(value) == fresh_scrub and anonymize_url(value) == fresh_url
+    _forget()
+    assert scrub(value) == fresh_scrub and anonymize_url(value) == fresh_url
+    if fresh_text is not None:
+        assert redact_value(value) == fresh_text
+
+
+# --- the ingest path's filter -----------------------------------------------------------------
+
+texts = st.one_of(
+    st.text(min_size=1, max_size=30),
+    st.sampled_from(
+        [CANARY, JWT, "4111 1111 1111 1111", "web", "/docs/42", "checkout", "GET /api/x/42"]
+        + ["https://a.example/x/42?t=1", "/docs/[id]", "AKIAIOSFODNN7EXAMPLE", "u_" + "0" * 32]
+    ),
+)
+checked_events = st.fixed_dictionaries(
+    {
+        "event_id": st.uuids().map(str),
+        "name": st.sampled_from(["page_view", "search", "api_call", "error"]),
+        "timestamp": st.sampled_from(["2026-11-23T15:00:00.123Z", "2026-01-01T00:00:00.000Z"]),
+        "source": st.dictionaries(
+            st.sampled_from(["ingest", "deploymentId", "pageUrl", "email", "tenant", CANARY]),
+            texts,
+            max_size=3,
+        ),
+    },
+    optional={
+        "user": texts,
+        "session_id": texts,
+        "platform": texts,
+        "duration_ms": st.one_of(st.integers(0, 10**9), st.floats(0, 1e9)),
+        "metadata": st.dictionaries(
+            st.sampled_from(["count", "ok", "email", "apiKey", "status", "tenantId", CANARY]),
+            st.one_of(st.booleans(), st.integers(-(10**15), 10**15), st.floats(-1e15, 1e15)),
+            max_size=4,
+        ),
+        "error": st.fixed_dictionaries(
+            {"name": texts, "business": st.booleans()}, optional={"message": texts}
+        ),
+        "context": texts,
+    },
+)
+
+
+@given(checked_events, st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_filter_checked_event_is_filter_event_for_well_formed_fields(
+    fields: dict[str, Any], extra: bool
+) -> None:
+    settings_ = PrivacySettings(
+        install_secret=SECRET, extra_sensitive_keys=frozenset({"tenant_id"} if extra else ())
+    )
+    event = {**fields, "id": fields.pop("event_id")}
+    checked = filter_checked_event(settings_, event_id=event["id"], **fields)
+    assert list(checked.items()) == list(filter_event(event, settings_).items())
