@@ -6,8 +6,9 @@ is checked before anything is stored: the first problem fails the whole request 
 batch). An accepted event becomes the stored data of a
 :class:`~brickrun.telemetry.TelemetryEvent` (the shape of its ``to_data()``) passed through
 :func:`~brickrun.telemetry._privacy.filter_event` first (the ``strict`` privacy setting: what
-is stored is already what may leave), so raw user ids, session ids, emails, tokens, query
-strings and id-like path segments are never stored.
+is stored is already what may leave; applied as ``filter_checked_event``, which skips the checks
+the fields passed here), so raw user ids, session ids, emails, tokens, query strings and
+id-like path segments are never stored.
 
 Fields of an event (camelCase, as in the seed's API; anything else is refused):
 
@@ -41,13 +42,11 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final
 
 from .._host import iso_millis
-from ..telemetry._privacy import PrivacySettings, anonymize_url, filter_event, redact_value
+from ..telemetry._privacy import PrivacySettings, anonymize_url, filter_checked_event
 
 __all__ = ["IngestError", "StoredEvent", "parse_body", "to_stored"]
 
@@ -57,6 +56,7 @@ _MAX_TEXT: Final = 2048
 _MAX_METADATA: Final = 32
 _MAX_PAST: Final = timedelta(days=30)
 _MAX_FUTURE: Final = timedelta(days=1)
+_ERROR_FIELDS: Final = frozenset({"name", "message"})
 _FIELDS: Final = frozenset(
     {
         "type",
@@ -157,27 +157,6 @@ def parse_body(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
     )
 
 
-def _text(event: Mapping[str, Any], key: str, where: str, limit: int = _MAX_TEXT) -> str | None:
-    value = event.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _invalid(where + key, f"must be a string, found {_kind(value)}")
-    if not value or len(value) > limit:
-        raise _invalid(where + key, f"must be 1-{limit} characters, found {len(value)}")
-    return value
-
-
-def _name(event: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = _text(event, key, where, 64)
-    if value is not None and not _NAME.match(value):
-        raise _invalid(
-            where + key,
-            "must be 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter",
-        )
-    return value
-
-
 def _number(value: Any, field: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(field, f"must be a number, found {_kind(value)}")
@@ -203,22 +182,6 @@ def _timestamp(value: Any, field: str, now: datetime) -> datetime:
     return moment
 
 
-def _anonymized(url: str) -> str:
-    """:func:`anonymize_url`, memoised on the part of the URL that can survive it.
-
-    The query and fragment never leave, so they are cut before the memo (raw query strings, which
-    can hold tokens, are never kept in process memory); URLs with userinfo skip the memo.
-    """
-    if "@" in url:
-        return anonymize_url(url)
-    return _anonymized_base(url.split("#", 1)[0].split("?", 1)[0])
-
-
-@lru_cache(maxsize=4096)
-def _anonymized_base(url: str) -> str:
-    return anonymize_url(url)
-
-
 class StoredEvent:
     """An accepted event: its key (the event id), stored data and time."""
 
@@ -228,6 +191,39 @@ class StoredEvent:
         self.id = id
         self.data = data
         self.timestamp = timestamp
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def _event_id(value: Any, where: str) -> str:
+    if value is None:
+        return str(uuid.uuid4())
+    if not isinstance(value, str):
+        raise _invalid(where + "id", f"must be a UUID string, found {_kind(value)}")
+    if len(value) == 36 and _CANONICAL_UUID.match(value):
+        return value  # already what str(UUID(value)) gives: most clients send this form
+    if len(value) <= 45:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise _invalid(where + "id", "must be a UUID, e.g. 3f0c2a52-8f7e-4b2e-9c61-0d1e2f3a4b5c")
+
+
+_last_now: tuple[datetime, str] | None = None
+
+
+def _now_text(now: datetime) -> str:
+    """``iso_millis(now)``, remembered for the last ``now``: every event of a batch without a
+    timestamp of its own shares it."""
+    global _last_now
+    last = _last_now
+    if last is not None and last[0] is now:
+        return last[1]
+    text = iso_millis(now)
+    _last_now = (now, text)
+    return text
 
 
 def to_stored(
@@ -241,84 +237,73 @@ def to_stored(
     """Validate one wire event and build what is stored (privacy-filtered event data).
 
     ``where`` prefixes field names in errors (``"[3]."`` in a batch); ``ingest`` is the id of
-    the token that sent it, kept in ``source.ingest``. Raises :class:`IngestError`.
+    the token that sent it, kept in ``source.ingest``. Raises :class:`IngestError`. The data
+    is :func:`filter_event` of the event in ``TelemetryEvent.to_data()``'s shape, with
+    ``url`` (the page, else the endpoint) last; the fields are checked here, so the filter's
+    own checks are skipped (:func:`filter_checked_event`; a test keeps the two equal).
     """
     if not isinstance(event, dict):
         raise _invalid(where.rstrip(".") or "body", f"must be an object, found {_kind(event)}")
-    unknown = event.keys() - _FIELDS
-    if unknown:
+    if not event.keys() <= _FIELDS:
         # Keys are echoed only when short identifier-like names, never free text.
-        first = min(unknown)
+        first = min(event.keys() - _FIELDS)
         shown = repr(first) if _NAME.match(first) else "a key"
         raise _invalid(
             where + (first if _NAME.match(first) else "<key>"),
             f"unknown field {shown}; expected one of {', '.join(sorted(_FIELDS))}",
         )
-    if "type" not in event:
+    get = event.get
+    name = get("type")
+    if name is None:
         raise _invalid(where + "type", "is required (the event name, e.g. 'page_view')")
-    name = _name(event, "type", where)
-    assert name is not None
-    event_id = event.get("id")
-    if event_id is None:
-        event_id = str(uuid.uuid4())
-    elif not isinstance(event_id, str):
-        raise _invalid(where + "id", f"must be a UUID string, found {_kind(event_id)}")
+    _check_name(name, "type", where)
+    event_id = _event_id(get("id"), where)
+    stamp = get("timestamp")
+    if stamp is None:
+        moment, timestamp = now, _now_text(now)
     else:
-        try:
-            event_id = str(uuid.UUID(event_id)) if len(event_id) <= 45 else None
-        except ValueError:
-            event_id = None
-        if event_id is None:
-            raise _invalid(
-                where + "id", "must be a UUID, e.g. 3f0c2a52-8f7e-4b2e-9c61-0d1e2f3a4b5c"
-            )
-    stamp = event.get("timestamp")
-    moment = now if stamp is None else _timestamp(stamp, where + "timestamp", now)
-    page = _text(event, "page", where)
-    action = _name(event, "action", where)
-    endpoint = _text(event, "endpoint", where)
-    session = _text(event, "sessionId", where, 128)
-    user = _text(event, "user", where, 256)
-    deployment = _name(event, "deployment", where)
-    platform = _text(event, "platform", where, 32)
-    if platform is not None and not _PLATFORM.match(platform):
-        raise _invalid(where + "platform", "must be 1-32 letters, digits, '_', '.' or '-'")
-    duration = event.get("duration")
+        moment = _timestamp(stamp, where + "timestamp", now)
+        timestamp = iso_millis(moment)
+    # Each field is read once and checked only when present (most events have a few).
+    page = get("page")
+    if page is not None:
+        _check_text(page, "page", where)
+    action = get("action")
+    if action is not None:
+        _check_name(action, "action", where)
+    endpoint = get("endpoint")
+    if endpoint is not None:
+        _check_text(endpoint, "endpoint", where)
+    session = get("sessionId")
+    if session is not None:
+        _check_text(session, "sessionId", where, 128)
+    user = get("user")
+    if user is not None:
+        _check_text(user, "user", where, 256)
+    deployment = get("deployment")
+    if deployment is not None:
+        _check_name(deployment, "deployment", where)
+    platform = get("platform")
+    if platform is not None:
+        _check_text(platform, "platform", where, 32)
+        if not _PLATFORM.match(platform):
+            raise _invalid(where + "platform", "must be 1-32 letters, digits, '_', '.' or '-'")
+    duration = get("duration")
     if duration is not None:
         duration = _number(duration, where + "duration", 0, 1e9)
     metadata: dict[str, int | float | bool] = {}
-    raw_metadata = event.get("metadata")
+    raw_metadata = get("metadata")
     if raw_metadata is not None:
-        if not isinstance(raw_metadata, dict):
-            raise _invalid(where + "metadata", f"must be an object, found {_kind(raw_metadata)}")
-        if len(raw_metadata) > _MAX_METADATA:
-            raise _invalid(where + "metadata", f"must have at most {_MAX_METADATA} keys")
-        for key, value in raw_metadata.items():
-            field = f"{where}metadata.{key}" if _NAME.match(key) else f"{where}metadata"
-            if not _NAME.match(key):
-                raise _invalid(field, "keys must be 1-64 letters, digits, '_', '.', ':' or '-'")
-            if isinstance(value, bool):
-                metadata[key] = value
-            else:
-                metadata[key] = _number(value, field, -1e15, 1e15)
-    status = event.get("status")
+        metadata = _metadata(raw_metadata, where)
+    status = get("status")
     if status is not None:
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise _invalid(where + "status", "must be an HTTP status code (an integer 100-599)")
         metadata["status"] = status
     error: dict[str, Any] | None = None
-    raw_error = event.get("error")
+    raw_error = get("error")
     if raw_error is not None:
-        if not isinstance(raw_error, dict):
-            raise _invalid(where + "error", f"must be an object, found {_kind(raw_error)}")
-        extra = raw_error.keys() - {"name", "message"}
-        if extra:
-            raise _invalid(where + "error", "may only have 'name' and 'message'")
-        error_name = _name(raw_error, "name", where + "error.")
-        message = _text(raw_error, "message", where + "error.", 1000)
-        error = {"name": error_name or "error", "business": False}
-        if message is not None:
-            error["message"] = message
+        error = _error(raw_error, where)
     elif name == "error":
         error = {"name": "error", "business": False}
 
@@ -327,46 +312,90 @@ def to_stored(
     if name == "api_call" and endpoint is None:
         raise _invalid(where + "endpoint", "is required for 'api_call' events")
 
+    # anonymize_url is the filter's rule for urls; the context is made of anonymised or
+    # name-checked parts, and filter_checked_event makes it safe once more all the same.
+    raw_url = page if page is not None else endpoint
+    url = anonymize_url(raw_url) if raw_url is not None else None
+    context: str | None = None
     if name == "page_view" and page is not None:
-        context = _anonymized(page)
+        context = url
     elif name == "api_call" and endpoint is not None:
-        context = _anonymized(endpoint)
+        context = url if page is None else anonymize_url(endpoint)
     elif name == "error" and error is not None:
         context = str(error["name"])
     elif action is not None:
         context = action
     elif page is not None:
-        context = _anonymized(page)
-    else:
-        context = ""
+        context = url
 
-    source: dict[str, Any] = {"ingest": ingest}
+    source = {"ingest": ingest}
     if deployment is not None:
         source["deploymentId"] = deployment
-    # TelemetryEvent.to_data()'s shape, built directly: the values are checked above, and the
-    # dataclass would check them again (a test keeps the two shapes equal).
-    raw: dict[str, Any] = {
-        "id": event_id,
-        "name": name,
-        "timestamp": iso_millis(moment),
-        "source": source,
-        "user": user,
-        "session_id": session,
-        "url": None,  # set below, as the filter would set it
-        "platform": platform,
-        "duration_ms": duration,
-        "metadata": metadata,
-        "private_metadata": {},
-        "error": error,
-        "context": context or None,
-    }
-    data = filter_event(raw, settings)
-    url = page if page is not None else endpoint
+    data = filter_checked_event(
+        settings,
+        event_id=event_id,
+        name=name,
+        timestamp=timestamp,
+        source=source,
+        user=user,
+        session_id=session,
+        platform=platform,
+        duration_ms=duration,
+        metadata=metadata,
+        error=error,
+        context=context,
+    )
     if url is not None:
-        # The filter's own rule for urls (anonymize_url), memoised: pages repeat.
-        data["url"] = _anonymized(url)
-    if context and "context" not in data:
-        # The filter keeps only the fields it knows; the context is built above from
-        # anonymised or name-checked parts, and redacted once more to be sure.
-        data["context"] = redact_value(context)
+        data["url"] = url
     return StoredEvent(event_id, data, moment)
+
+
+def _check_text(value: Any, key: str, where: str, limit: int = _MAX_TEXT) -> None:
+    if not isinstance(value, str):
+        raise _invalid(where + key, f"must be a string, found {_kind(value)}")
+    if not value or len(value) > limit:
+        raise _invalid(where + key, f"must be 1-{limit} characters, found {len(value)}")
+
+
+def _check_name(value: Any, key: str, where: str) -> None:
+    _check_text(value, key, where, 64)
+    if not _NAME.match(value):
+        raise _invalid(
+            where + key,
+            "must be 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter",
+        )
+
+
+def _metadata(value: Any, where: str) -> dict[str, int | float | bool]:
+    if not isinstance(value, dict):
+        raise _invalid(where + "metadata", f"must be an object, found {_kind(value)}")
+    if len(value) > _MAX_METADATA:
+        raise _invalid(where + "metadata", f"must have at most {_MAX_METADATA} keys")
+    metadata: dict[str, int | float | bool] = {}
+    for key, item in value.items():
+        if not _NAME.match(key):
+            raise _invalid(
+                f"{where}metadata", "keys must be 1-64 letters, digits, '_', '.', ':' or '-'"
+            )
+        if isinstance(item, bool):
+            metadata[key] = item
+        else:
+            metadata[key] = _number(item, f"{where}metadata.{key}", -1e15, 1e15)
+    return metadata
+
+
+def _error(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(where + "error", f"must be an object, found {_kind(value)}")
+    if not value.keys() <= _ERROR_FIELDS:
+        raise _invalid(where + "error", "may only have 'name' and 'message'")
+    error_name = value.get("name")
+    if error_name is not None:
+        _check_name(error_name, "name", where + "error.")
+    message = value.get("message")
+    if message is not None:
+        _check_text(message, "message", where + "error.", 1000)
+    error: dict[str, Any] = {"name": error_name or "error", "business": False}
+    if message is not None:
+        error["message"] = message
+    return error

@@ -10,6 +10,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from brickrun.server import TelemetryServer, create_app, open_server_store
 
@@ -163,6 +165,7 @@ INVALID: list[tuple[bytes, str, str]] = [
     (b'"page_view"', "body", "found string"),
     (b"[]", "body", "no events"),
     (b'{"page": "/"}', "type", "required"),
+    (b'{"type": null}', "type", "required"),
     (b'{"type": 7}', "type", "must be a string, found number"),
     (b'{"type": "page view"}', "type", "letters, digits"),
     (b'{"type": "page_view", "duration": "fast"}', "duration", "must be a number"),
@@ -438,3 +441,117 @@ async def test_deeply_nested_json_is_400(
         "/api/telemetry", content=b"[" * 30_000 + b"]" * 30_000, headers=bearer(tokens.ingest)
     )
     assert (r.status_code, r.json()["error"]["field"]) == (400, "body")
+
+
+def _the_slow_way(
+    event: dict[str, Any], now: datetime, settings: Any, ingest: str
+) -> dict[str, Any]:
+    """What ``to_stored`` must store, built as the module docs say: the event in
+    ``TelemetryEvent.to_data()``'s shape through ``filter_event``, then the anonymised url."""
+    from brickrun.telemetry import TelemetryEvent
+    from brickrun.telemetry._privacy import anonymize_url, filter_event
+
+    name, page, endpoint, action = (event.get(k) for k in ("type", "page", "endpoint", "action"))
+    error: dict[str, Any] | None = None
+    if "error" in event:
+        error = {"name": event["error"].get("name") or "error", "business": False}
+        if "message" in event["error"]:
+            error["message"] = event["error"]["message"]
+    elif name == "error":
+        error = {"name": "error", "business": False}
+    if name == "page_view" and page is not None:
+        context = anonymize_url(page)
+    elif name == "api_call" and endpoint is not None:
+        context = anonymize_url(endpoint)
+    elif name == "error" and error is not None:
+        context = error["name"]
+    elif action is not None:
+        context = action
+    else:
+        context = anonymize_url(page) if page is not None else None
+    source = {"ingest": ingest, "deploymentId": event.get("deployment")}
+    metadata = dict(event.get("metadata", {}))
+    if "status" in event:
+        metadata["status"] = event["status"]
+    raw = TelemetryEvent(
+        id=event["id"],
+        name=name,
+        timestamp=now,
+        source=source,
+        user=event.get("user"),
+        session_id=event.get("sessionId"),
+        duration_ms=event.get("duration"),
+        metadata=metadata,
+        error=error,
+        context=context,
+    ).to_data()
+    raw["platform"] = event.get("platform")
+    data = filter_event(raw, settings)
+    url = page if page is not None else endpoint
+    if url is not None:
+        data["url"] = anonymize_url(url)
+    return data
+
+
+CANARY = "Canary.Person+tag@example.org"
+wire_texts = st.one_of(
+    st.text(min_size=1, max_size=30),
+    st.sampled_from(
+        [CANARY, "/docs/42?x=1", "/a ?x", f"https://u:p@h.example/u/{CANARY}?t=1", "/dashboard"]
+        + ["https://EX.example:443/p/abc-123-def-456#f", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"]
+        + ["javascript:alert(1)", "4111 1111 1111 1111", "x", "/docs/[id]"]
+    ),
+)
+wire_names = st.sampled_from(
+    [
+        "page_view",
+        "action",
+        "api_call",
+        "error",
+        "session_end",
+        "a4111111111111111",
+        "AKIAIOSFODNN7EXAMPLE",
+    ]
+)
+wire_events = st.fixed_dictionaries(
+    {"type": wire_names, "id": st.uuids().map(str)},
+    optional={
+        "page": wire_texts,
+        "action": wire_names,
+        "endpoint": wire_texts,
+        "status": st.integers(100, 599),
+        "duration": st.one_of(st.integers(0, 10**9), st.floats(0, 1e9)),
+        "sessionId": wire_texts,
+        "user": wire_texts,
+        "platform": st.sampled_from(["web", "mobile", "a4111111111111111", "AKIAIOSFODNN7EXAMPLE"]),
+        "deployment": wire_names,
+        "metadata": st.dictionaries(
+            st.sampled_from(["count", "primary", "email", "apiKey", "status", "tokens_used"]),
+            st.one_of(st.booleans(), st.integers(-(10**15), 10**15), st.just(4222222222222)),
+            max_size=4,
+        ),
+        "error": st.fixed_dictionaries({}, optional={"name": wire_names, "message": wire_texts}),
+    },
+).filter(
+    lambda e: (
+        (e["type"] != "action" or "action" in e) and (e["type"] != "api_call" or "endpoint" in e)
+    )
+)
+
+
+@given(wire_events)
+@example({"type": "page_view", "id": str(uuid.UUID(int=1)), "page": "/a ?x"})  # "/a%20"
+@example({"type": "custom", "id": str(uuid.UUID(int=2)), "endpoint": "/api/x/42"})  # no context
+@settings(max_examples=200, deadline=None)
+def test_stored_data_is_the_privacy_filter_of_the_event(event: dict[str, Any]) -> None:
+    """The ingest path checks fields once and skips the filter's own checks; what it stores
+    must be exactly what the general filter makes of the same event, key order included."""
+    from brickrun.server._ingest import to_stored
+    from brickrun.telemetry._privacy import PrivacySettings
+
+    now = datetime.now(UTC)
+    settings_ = PrivacySettings(install_secret=b"k" * 32, strict=True)
+    stored = to_stored(event, "", now=now, settings=settings_, ingest="tok_0123456789ab")
+    expected = _the_slow_way(event, now, settings_, "tok_0123456789ab")
+    assert list(stored.data.items()) == list(expected.items())
+    assert CANARY.lower() not in json.dumps(stored.data).lower()
