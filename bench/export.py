@@ -5,11 +5,13 @@ baseline needs the ``bench`` extra: ``pip install -e '.[bench]'``). Prints, in o
 one fast collector (a raw asyncio HTTP server in its own process that reads each body, counts
 the records in it and answers 200):
 
-(a) brickrun on SQLite and on PostgreSQL (``BRICKRUN_TEST_POSTGRES_DSN``): ``put(...,
-    outbox=True)`` of N default-mode ``TriggerRun`` events with 200 puts in flight while an
-    :class:`Exporter` runs in the same process; the clock stops when the store reports all N
-    acknowledged. Also with the exporter in a second process (the deployment shape the durable
-    outbox allows: the store is the hand-off);
+(a) brickrun on SQLite and on PostgreSQL (``BRICKRUN_TEST_POSTGRES_DSN``): N default-mode
+    ``TriggerRun`` events recorded the way the product records telemetry — a ``Runtime``'s
+    telemetry recorder with export on (each event stored with its outbox row in one
+    transaction) — while an :class:`Exporter` runs in the same process; the clock stops when
+    the collector counted all N (and the store then reports them acknowledged). Also with the
+    exporter in a second process (the deployment shape the durable outbox allows: the store is
+    the hand-off);
 (b) the hand-written baseline: the same events as dicts, encoded to the same OTLP JSON and
     POSTed in batches of 500 (no store, no privacy filter, no retries);
 (c) the OpenTelemetry SDK: ``BatchLogRecordProcessor`` + ``OTLPLogExporter`` (protobuf over
@@ -38,6 +40,7 @@ from typing import Any
 import anyio
 import httpx
 
+from brickrun import Runtime
 from brickrun.storage import StorageBackend, open_storage
 from brickrun.telemetry import TelemetryEvent
 from brickrun.telemetry._export import Exporter, OtlpHttpSink, export_payload
@@ -47,7 +50,6 @@ from brickrun.telemetry._privacy import PrivacySettings
 PG_DSN = os.environ.get("BRICKRUN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DB = "bench-telemetry"
 PRIVACY = PrivacySettings(install_secret=bytes(range(32)))
-IN_FLIGHT = 200
 
 
 # --- the collector ----------------------------------------------------------------------------
@@ -153,14 +155,18 @@ def make_events(count: int) -> list[TelemetryEvent]:
     ]
 
 
-async def record_all(storage: StorageBackend, events: list[TelemetryEvent]) -> None:
-    async def writer(part: list[TelemetryEvent]) -> None:
-        for event in part:
-            await storage.put(DB, event.id, event.to_data(), now=event.timestamp, outbox=True)
-
-    async with anyio.create_task_group() as group:
-        for offset in range(IN_FLIGHT):
-            group.start_soon(writer, events[offset::IN_FLIGHT])
+async def record_all(runtime: Runtime, events: list[TelemetryEvent]) -> None:
+    """Record every event through the runtime's telemetry recorder (it never blocks: events
+    are queued and stored in the background) and wait until all are stored."""
+    recorder = runtime.telemetry
+    for n, event in enumerate(events):
+        if not recorder.record(event, database=DB):
+            raise RuntimeError(f"event {n} was not accepted: {dict(recorder.counters)}")
+        if n % 100 == 99:
+            await anyio.sleep(0)  # a host does other work between events
+    await runtime.drain()
+    if recorder.counters["failed"]:
+        raise RuntimeError(f"events failed to store: {dict(recorder.counters)}")
 
 
 async def wait_delivered(collector: str, count: int, timeout: float = 600) -> None:
@@ -195,7 +201,8 @@ def exporter_for(storage: StorageBackend, url: str) -> Exporter:
 
 async def brickrun_in_process(url: str, collector: str, count: int, concurrency: int) -> float:
     events = make_events(count)
-    async with open_storage(url) as storage:
+    async with Runtime(database_url=url, entry_points=False, export=True) as runtime:
+        storage = await runtime.storage()
         await storage.put(DB, "warm-up", {}, outbox=True)
         exporter = exporter_for(storage, collector)
         await exporter.run_once()
@@ -204,7 +211,7 @@ async def brickrun_in_process(url: str, collector: str, count: int, concurrency:
         async with anyio.create_task_group() as group:
             group.start_soon(lambda: exporter.run(stop, interval=0.005, concurrency=concurrency))
             start = time.perf_counter()
-            await record_all(storage, events)
+            await record_all(runtime, events)
             await wait_delivered(collector, count)
             elapsed = time.perf_counter() - start
             await check_exported(storage, count)
@@ -236,7 +243,8 @@ async def brickrun_two_processes(url: str, collector: str, count: int) -> float:
     events = make_events(count)
     context = multiprocessing.get_context("spawn")
     started, stop = context.Event(), context.Event()
-    async with open_storage(url) as storage:
+    async with Runtime(database_url=url, entry_points=False, export=True) as runtime:
+        storage = await runtime.storage()
         process = context.Process(target=_exporter_process, args=(url, collector, started, stop))
         process.start()
         try:
@@ -245,7 +253,7 @@ async def brickrun_two_processes(url: str, collector: str, count: int) -> float:
             await wait_delivered(collector, 1)
             await reset(collector)
             start = time.perf_counter()
-            await record_all(storage, events)
+            await record_all(runtime, events)
             await wait_delivered(collector, count)
             elapsed = time.perf_counter() - start
             await check_exported(storage, count)
