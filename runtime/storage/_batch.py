@@ -219,17 +219,22 @@ class _KeyState:
         return self.value
 
 
-def keys_to_read(ops: list[PendingPut]) -> list[tuple[str, str]]:
-    """The (database, key) pairs whose stored rows :func:`plan_batch` needs, sorted (so that
-    concurrent batches lock them in one order).
+def keys_to_read(ops: list[PendingPut], *, records: bool = True) -> dict[str, list[str]]:
+    """The keys whose stored rows :func:`plan_batch` needs, per database, each once.
 
-    A key needs its row if a put to it merges (the stored data) or wants its record (the
-    stored ``created_at``). A key only ever replaced by puts that ignore their records needs
-    nothing: the backend inserts it or, if it exists, updates it keeping ``created_at``.
+    A key needs its row if a put to it merges (the stored data), or, with ``records``, if a
+    put to it wants its record (the stored ``created_at``; a backend that learns it from the
+    write itself passes ``records=False``). A key only replaced needs nothing else: the
+    backend inserts it or, if it exists, updates it keeping ``created_at``.
     """
-    return sorted(
-        {(op.database, op.key) for op in ops if op.wants_record or op.strategy != "replace"}
-    )
+    wanted: dict[str, dict[str, None]] = {}
+    for op in ops:
+        if op.strategy != "replace" or (records and op.wants_record):
+            keys = wanted.get(op.database)
+            if keys is None:
+                keys = wanted[op.database] = {}
+            keys[op.key] = None
+    return {database: list(keys) for database, keys in wanted.items()}
 
 
 def plan_batch(
@@ -247,8 +252,10 @@ def plan_batch(
     :meth:`PendingPut.record`; puts to one key in one batch may share unchanged sub-values:
     copying a large record for every put would make hot keys quadratic). ``existing`` must
     hold every stored row of :func:`keys_to_read` and ``limits`` every database the ops
-    touch, both read under the transaction's lock; a key missing from ``existing`` is
-    planned as new, and its row's ``created_at`` is only used if it is inserted.
+    touch, both read under the transaction's lock. A key missing from ``existing`` is
+    planned as new: its row's ``created_at`` is only used if it is inserted, and a backend
+    that did not read it (``keys_to_read(records=False)``) must set the ``created_at`` of its
+    puts that want their records to the stored one.
     """
     states: dict[tuple[str, str], _KeyState | None] = {}
     spent: list[tuple[str, str]] = []

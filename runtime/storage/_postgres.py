@@ -2,7 +2,9 @@
 
 Each backend holds two connections: one for writes (batches, deletes, limits, cleanup) and one
 for reads, each used by one operation at a time, so a read never runs inside a write's
-transaction. A connection that breaks (server restart, ``pg_terminate_backend``) is dropped
+transaction. A batch of puts takes two round trips in pipeline mode (BEGIN with its reads;
+its writes with COMMIT), three when it merges into keys that did not exist: keys that are only
+replaced are not read but upserted, which also tells their ``created_at``. A connection that breaks (server restart, ``pg_terminate_backend``) is dropped
 and replaced on the next call; reads are retried once on a fresh connection, writes are not
 (their transaction rolled back, so nothing of them was applied, and the caller is told).
 
@@ -33,7 +35,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import StorageError
 from ._base import StorageBackend
-from ._batch import PendingPut, RowWrite, StoredRow, TokenBuckets, outbox_keys, plan_batch
+from ._batch import (
+    PendingPut,
+    RowWrite,
+    StoredRow,
+    TokenBuckets,
+    keys_to_read,
+    outbox_keys,
+    plan_batch,
+)
 from ._migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, pending_migrations
 from ._outbox import OutboxItem, OutboxStatus, build_status
 from ._records import (
@@ -61,6 +71,7 @@ _CONFLICT_ATTEMPTS = 5
 _DAY_MS = 86_400_000
 _RECORD_COLUMNS = "key, data::text, merge_strategy, created_at, updated_at"
 _LIMIT_COLUMNS = "max_record_bytes, writes_per_second_per_user, retention_days"
+_DEFAULT_LIMITS = DatabaseLimits()
 
 
 class PostgresBackend(StorageBackend):
@@ -205,7 +216,12 @@ class PostgresBackend(StorageBackend):
             await _close_quietly(conn)
 
     async def _transaction(
-        self, action: str, fn: Callable[[Conn], Awaitable[T]], *, durable: bool = True
+        self,
+        action: str,
+        fn: Callable[[Conn], Awaitable[T]],
+        *,
+        durable: bool = True,
+        pipeline: bool = False,
     ) -> T:
         """Run ``fn`` in a transaction on the write connection, re-running it on a deadlock.
 
@@ -214,6 +230,8 @@ class PostgresBackend(StorageBackend):
         ``durable=False`` commits without waiting for the WAL flush (``synchronous_commit =
         off``): for outbox transitions only, whose loss in a server crash is harmless (a lost
         lease or schedule makes rows due again, a lost ack re-sends: at-least-once).
+        ``pipeline=True`` runs it in pipeline mode: statements are sent without waiting for
+        their results until ``fn`` fetches one, and COMMIT goes with the last of them.
         """
         async with self._write_lock:
             for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
@@ -222,10 +240,14 @@ class PostgresBackend(StorageBackend):
                     self._write_conn = await self._connect()
                 conn = self._write_conn
                 try:
-                    async with conn.transaction():
-                        if not durable:
-                            await conn.execute("SET LOCAL synchronous_commit = off")
-                        return await fn(conn)
+                    async with contextlib.AsyncExitStack() as stack:
+                        if pipeline:
+                            await stack.enter_async_context(conn.pipeline())
+                        async with conn.transaction():
+                            if not durable:
+                                await conn.execute("SET LOCAL synchronous_commit = off")
+                            result = await fn(conn)
+                    return result
                 except (
                     psycopg.errors.DeadlockDetected,
                     psycopg.errors.SerializationFailure,
@@ -251,37 +273,50 @@ class PostgresBackend(StorageBackend):
 
     async def _write_batch(self, ops: list[PendingPut]) -> None:
         spent: list[tuple[str, str]] = []
+        upserted: list[psycopg.AsyncCursor[Any]] = []
 
         async def apply(conn: Conn) -> None:
             # A retried attempt starts over: forget the outcomes of the rolled-back one.
             self._buckets.refund(spent)
             spent.clear()
+            upserted.clear()
             for op in ops:
                 op.reset()
-            idents = sorted({(op.database, op.key) for op in ops})
             names = sorted({op.database for op in ops})
-            limits = await _load_limits(conn, names)
-            # Locks the records that exist, in one global order; see _insert_new for the others.
-            existing = await _load_rows(conn, idents)
+            # Only merged keys are read (and locked, in one global order; see _insert_new for
+            # those missing): replaced keys are upserted, which tells their created_at.
+            merged = sorted(
+                (database, key)
+                for database, keys in keys_to_read(ops, records=False).items()
+                for key in keys
+            )
+            # Pipeline mode: the reads go with BEGIN in one round trip, and the writes with
+            # COMMIT in another (a third only if new merged keys must be checked).
+            limits_cursor = await _load_limits(conn, names)
+            existing = await _load_rows(conn, merged) if merged else {}
+            limits = {row[0]: _limits(row[1:]) for row in await limits_cursor.fetchall()}
             writes, tokens = plan_batch(
-                ops, existing, {n: limits.get(n) or DatabaseLimits() for n in names}, self._buckets
+                ops, existing, {n: limits.get(n) or _DEFAULT_LIMITS for n in names}, self._buckets
             )
             spent.extend(tokens)
             created = sorted({w.database for w in writes} - limits.keys())
             if created:
-                defaults = DatabaseLimits()
                 await conn.execute(
                     f"INSERT INTO databases (id, {_LIMIT_COLUMNS})"
                     " SELECT n, %s, %s, %s FROM unnest(%s::text[]) AS t(n)"
                     " ON CONFLICT (id) DO NOTHING",
-                    (
-                        defaults.max_record_bytes,
-                        defaults.writes_per_second_per_user,
-                        defaults.retention_days,
-                        created,
-                    ),
+                    (*_limits_row(_DEFAULT_LIMITS), created),
                 )
-            updates = [w for w in writes if (w.database, w.key) in existing]
+            merged_set = set(merged)
+            updates, inserts, replaced = [], [], []
+            for write in writes:
+                ident = (write.database, write.key)
+                if ident not in merged_set:
+                    replaced.append(write)
+                elif ident in existing:
+                    updates.append(write)
+                else:
+                    inserts.append(write)
             if updates:
                 await conn.execute(
                     "UPDATE records AS r SET data = e->2, merge_strategy = e->>3,"
@@ -290,7 +325,9 @@ class PostgresBackend(StorageBackend):
                     " WHERE r.database_id = e->>0 AND r.key = e->>1",
                     (_rows_json(updates),),
                 )
-            await _insert_new(conn, [w for w in writes if (w.database, w.key) not in existing])
+            if replaced:
+                returning = any(op.wants_record and op.written for op in ops)
+                upserted.append(await _upsert(conn, replaced, returning))
             queued = outbox_keys(ops)
             if queued:
                 # Wall-clock time, not the puts' now: a replay on a virtual clock must not
@@ -300,12 +337,23 @@ class PostgresBackend(StorageBackend):
                     _ENQUEUE_SQL,
                     (wall, wall, [d for d, _ in queued], [k for _, k in queued]),
                 )
+            await _insert_new(conn, inserts)
 
         try:
-            await self._transaction(f"writing {describe_batch(len(ops))}", apply)
+            await self._transaction(f"writing {describe_batch(len(ops))}", apply, pipeline=True)
         except BaseException:
             self._buckets.refund(spent)
             raise
+        if upserted and upserted[0].description is not None:
+            # The created_at of replaced keys, as the upsert kept or set it (plan_batch took
+            # every replaced key for new). Read after the commit: no round trip of its own.
+            created_at = {
+                (database, key): format_timestamp(created)
+                for database, key, created in await upserted[0].fetchall()
+            }
+            for op in ops:
+                if op.wants_record and op.written and (op.database, op.key) in created_at:
+                    op.created_at = created_at[(op.database, op.key)]
 
     async def _delete(self, database: str, key: str) -> bool:
         async def run(conn: Conn) -> bool:
@@ -338,7 +386,7 @@ class PostgresBackend(StorageBackend):
 
     async def _cleanup(self, database: str, now: int) -> int:
         async def run(conn: Conn) -> int:
-            limits = (await _load_limits(conn, [database])).get(database)
+            limits = (await _read_limits(conn, [database])).get(database)
             if limits is None or limits.retention_days is None:
                 return 0
             cutoff = format_millis(now - limits.retention_days * _DAY_MS)
@@ -570,7 +618,7 @@ class PostgresBackend(StorageBackend):
 
     async def _get_limits(self, database: str) -> DatabaseLimits | None:
         async def run(conn: Conn) -> DatabaseLimits | None:
-            return (await _load_limits(conn, [database])).get(database)
+            return (await _read_limits(conn, [database])).get(database)
 
         return await self._read(f"reading the limits of database {database!r}", run)
 
@@ -677,11 +725,38 @@ async def _insert_new(conn: Conn, writes: list[RowWrite]) -> None:
         raise _KeyCreatedMeanwhile("another writer created one of the batch's new keys")
 
 
-async def _load_limits(conn: Conn, names: list[str]) -> dict[str, DatabaseLimits]:
-    cursor = await conn.execute(
+async def _load_limits(conn: Conn, names: list[str]) -> psycopg.AsyncCursor[Any]:
+    """The cursor of the query for the stored limits of ``names``: fetch its rows when needed
+    (in pipeline mode, the query is only sent until then)."""
+    return await conn.execute(
         f"SELECT id, {_LIMIT_COLUMNS} FROM databases WHERE id = ANY(%s::text[])", (names,)
     )
+
+
+async def _read_limits(conn: Conn, names: list[str]) -> dict[str, DatabaseLimits]:
+    cursor = await _load_limits(conn, names)
     return {row[0]: _limits(row[1:]) for row in await cursor.fetchall()}
+
+
+def _limits_row(limits: DatabaseLimits) -> tuple[Any, ...]:
+    return (limits.max_record_bytes, limits.writes_per_second_per_user, limits.retention_days)
+
+
+async def _upsert(conn: Conn, writes: list[RowWrite], returning: bool) -> psycopg.AsyncCursor[Any]:
+    """Insert or update the rows of keys that were not read (only replaced by their puts);
+    with ``returning``, the cursor yields each row's (database, key, created_at)."""
+    # Sorted, as every batch writes: concurrent batches lock the same keys in one order.
+    writes = sorted(writes, key=lambda w: (w.database, w.key))
+    return await conn.execute(
+        "INSERT INTO records AS r (database_id, key, data, merge_strategy, created_at,"
+        " updated_at)"
+        " SELECT e->>0, e->>1, e->2, e->>3, (e->>4)::timestamptz, (e->>5)::timestamptz"
+        " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n"
+        " ON CONFLICT (database_id, key) DO UPDATE SET data = excluded.data,"
+        " merge_strategy = excluded.merge_strategy, updated_at = excluded.updated_at"
+        + (" RETURNING r.database_id, r.key, r.created_at" if returning else ""),
+        (_rows_json(writes),),
+    )
 
 
 async def _load_rows(conn: Conn, idents: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRow]:

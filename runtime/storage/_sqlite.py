@@ -8,10 +8,10 @@ has a single connection, since a second one would open a different database).
 
 The worker thread gives up the GIL inside every ``sqlite3_step`` and must win it back from the
 event loop each time, which can take a whole switch interval (5 ms) when the loop is busy. So
-the statements here are shaped to take few steps: many rows per ``INSERT`` (power-of-two
-chunks, so a handful of cached statements serve every batch size), and multi-row reads folded
-into one ``json_group_array`` row. With ``executemany`` a batch of 1,000 slowed down 20-fold
-while the event loop was busy.
+the statements here are shaped to take few steps: many rows per ``INSERT`` (one statement per
+512 rows, from a few dozen cached sizes), and multi-row reads folded into one
+``json_group_array`` row (a batch reads its databases' limits and its stored rows in one).
+With ``executemany`` a batch of 1,000 slowed down 20-fold while the event loop was busy.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's write transaction before giving up."""
 
-# Rows per INSERT statement: a power of two, times 6 columns within SQLite's bound-parameter
-# limit (32,766 since SQLite 3.32; 999 before).
+# Rows per INSERT statement: a power of two (so a multiple of 16 when halved, see
+# _statement_rows), times 6 columns within SQLite's bound-parameter limit (32,766 since SQLite
+# 3.32; 999 before).
 _MAX_ROWS_PER_INSERT = 512
 _DAY_MS = 86_400_000
 _LIST_PAGE = 2000  # rows per read of list_records
@@ -630,23 +631,24 @@ def _load_limits(conn: sqlite3.Connection, names: list[str]) -> dict[str, Databa
 
 
 # The limits of the batch's databases and the stored rows it needs, as two JSON texts from one
-# statement (one step: see the module docstring). Databases and (database, key) pairs go in as
-# JSON arrays; each pair is found through the primary key.
+# statement (one step: see the module docstring). The databases go in as a JSON array, the keys
+# as an object {database: [key, ...]}; CROSS JOIN keeps SQLite from scanning a database's rows
+# for each key instead of finding each key through the primary key.
 _LOAD_BATCH_SQL = (
     f"SELECT (SELECT json_group_array(json_array(id, {_LIMIT_COLUMNS})) FROM databases"
     " WHERE id IN (SELECT value FROM json_each(?))),"
     " (SELECT json_group_array(json_array(r.database_id, r.key, r.data, r.merge_strategy,"
-    " r.created_at, r.updated_at)) FROM json_each(?) j"
-    " JOIN records r ON r.database_id = j.value ->> 0 AND r.key = j.value ->> 1)"
+    " r.created_at, r.updated_at)) FROM json_each(?) d CROSS JOIN json_each(d.value) k"
+    " CROSS JOIN records r ON r.database_id = d.key AND r.key = k.value)"
 )
 
 
 def _load_batch(
-    conn: sqlite3.Connection, names: list[str], idents: list[tuple[str, str]]
+    conn: sqlite3.Connection, names: list[str], keys: dict[str, list[str]]
 ) -> tuple[dict[str, DatabaseLimits], dict[tuple[str, str], StoredRow]]:
-    """The stored limits of ``names`` and the stored rows of ``idents`` (those that exist)."""
+    """The stored limits of ``names`` and the stored rows of ``keys`` (those that exist)."""
     limits_text, rows_text = conn.execute(
-        _LOAD_BATCH_SQL, (json.dumps(names), json.dumps(idents) if idents else "[]")
+        _LOAD_BATCH_SQL, (json.dumps(names), json.dumps(keys))
     ).fetchone()
     limits = {row[0]: _limits(row[1:]) for row in decode_json(limits_text)}
     found: dict[tuple[str, str], StoredRow] = {}
@@ -655,7 +657,7 @@ def _load_batch(
     return limits, found
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _upsert_sql(rows: int) -> str:
     return (
         "INSERT INTO records (database_id, key, data, merge_strategy, created_at, updated_at)"
@@ -665,17 +667,28 @@ def _upsert_sql(rows: int) -> str:
     )
 
 
+def _statement_rows(rows: int) -> int:
+    """The row count of the statement that writes ``rows`` rows: a multiple of 16, or a power
+    of two below 16, so that a few dozen cached statements serve every batch size."""
+    if rows >= 16:
+        return (rows + 15) // 16 * 16
+    return 1 << (rows - 1).bit_length()
+
+
 def _upsert(conn: sqlite3.Connection, writes: list[RowWrite], most: int) -> None:
-    """Insert or update ``writes`` in chunks of power-of-two sizes up to ``most`` rows."""
-    start = 0
-    while start < len(writes):
-        size = most
-        while size > len(writes) - start:
-            size //= 2
-        conn.execute(
-            _upsert_sql(size), [value for row in writes[start : start + size] for value in row]
-        )
-        start += size
+    """Insert or update ``writes``, at most ``most`` rows (a multiple of 16) per statement.
+
+    A chunk short of its statement's row count is padded by repeating its last row: the
+    upsert then writes that row again with the same values, which changes nothing and costs
+    far less than the extra statements (each one a GIL hand-over) of exact-size chunks.
+    """
+    for start in range(0, len(writes), most):
+        chunk = writes[start : start + most]
+        rows = _statement_rows(len(chunk))
+        params: list[str] = [value for row in chunk for value in row]
+        if rows > len(chunk):
+            params += chunk[-1] * (rows - len(chunk))
+        conn.execute(_upsert_sql(rows), params)
 
 
 def _record(row: tuple[Any, ...]) -> Record:
