@@ -120,6 +120,21 @@ async def test_a_full_disk_fails_the_batch_and_keeps_what_was_acknowledged(
         assert await fresh.count("db") == 21
 
 
+async def test_a_full_disk_fails_a_put_many_as_a_whole(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/full.sqlite"
+    async with open_storage(url) as storage:
+        await storage.put_many([("db", f"k{i}", {"i": i}) for i in range(20)])
+        await anyio.to_thread.run_sync(_cap_file_size, storage)
+        with pytest.raises(StorageError) as caught:
+            await storage.put_many([("db", f"big{i}", {"blob": f"{i}" * 4000}) for i in range(30)])
+        message = str(caught.value)
+        assert message.startswith(f"SQLite database {url}: writing a batch of 30 puts failed")
+        assert "(the disk is full, or the database reached its maximum size)" in message
+        assert await storage.count("db") == 20
+        await anyio.to_thread.run_sync(_uncap_file_size, storage)
+        assert await storage.put_many([("db", "after", {})]) == [None]
+
+
 async def test_acknowledged_writes_survive_a_killed_process(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path}/killed.sqlite"
     context = multiprocessing.get_context("spawn")
@@ -241,10 +256,23 @@ async def test_postgres_connection_killed_mid_run(postgres_dsn: str, postgres_ur
             await storage.put("db", "lost-again", {})
         acknowledged.append(await storage.put("db", "after-again", {"ok": True}))
 
+        # A put_many on a dead connection fails as a whole: raised, not reported per item.
+        assert await storage.count("db") == 32  # the read connection is alive again
+        assert await anyio.to_thread.run_sync(_terminate, postgres_dsn, app) == 2
+        with pytest.raises(StorageError) as caught:
+            await storage.put_many([("db", f"lost-many{i}", {}) for i in range(5)])
+        assert str(caught.value).startswith(
+            f"PostgreSQL database {storage.url}: writing a batch of 5 puts failed: "
+            "the connection failed or was lost"
+        )
+        assert await storage.put_many([("db", "after-many", {})], records=True) == [
+            await storage.get("db", "after-many")
+        ]
+
     async with open_storage(postgres_url) as fresh:
         for record in acknowledged:
             assert await fresh.get("db", record["id"]) == record
-        assert await fresh.count("db") == 32
+        assert await fresh.count("db") == 33
 
 
 @pytest.mark.postgres

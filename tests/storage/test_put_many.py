@@ -457,3 +457,41 @@ async def test_a_put_many_joining_a_batch_is_withdrawn_whole(backend: StorageBac
         release.set()
     assert sorted(r["id"] for r in await backend.list_records("db")) == ["captain", "first"]
     assert batches == [["first"], ["captain"]]
+
+
+# --- batches of every size and the created_at of replaced records ------------------------------
+
+
+async def test_batches_of_every_size_store_every_record(backend: StorageBackend) -> None:
+    """SQLite writes a batch with statements of a few fixed sizes, padding the last one; no
+    size may lose or duplicate a record."""
+    total = 0
+    for size in [*range(1, 40), 255, 257, 511, 513, 1000]:
+        items = [("db", f"s{size}-{i}", {"i": i}) for i in range(size)]
+        assert await backend.put_many(items) == [None] * size
+        total += size
+    assert await backend.count("db") == total
+    stored = await backend.get("db", "s37-36")
+    assert stored is not None and stored["data"] == {"i": 36}
+
+
+async def test_replacing_keeps_created_at_in_what_is_returned(backend: StorageBackend) -> None:
+    """Replaced records are upserted without being read on PostgreSQL: the created_at of the
+    ones that existed must still come back as stored, in one batch with new ones."""
+    await backend.put_many([("db", f"old{i}", {"v": 0}) for i in range(3)], now=T0)
+    later = T0 + timedelta(minutes=1)
+    items = [("db", f"old{i}", {"v": 1}) for i in range(3)]
+    items += [("db", f"new{i}", {"v": 1}) for i in range(3)]
+    items.append(("db", "old0", {"v": 2}))  # twice in one call
+    results = await backend.put_many(items, now=later, records=True)
+    assert [r["created_at"] for r in results] == [T0_TEXT] * 3 + [
+        "2026-11-23T15:01:00.123Z"
+    ] * 3 + [T0_TEXT]
+    stored = {record["id"]: record for record in await backend.list_records("db")}
+    assert results[1:] == [stored[record["id"]] for record in results[1:]]
+    assert results[0]["data"] == {"v": 1}  # old0 as the first of its two items left it
+    single = await gather(
+        backend.put("db", "old1", {"v": 3}, now=later), backend.put("db", "new9", {}, now=later)
+    )
+    assert single[0]["created_at"] == T0_TEXT
+    assert single[1]["created_at"] == "2026-11-23T15:01:00.123Z"
