@@ -7,6 +7,10 @@ behave identically (one test suite runs against both):
 - ``put`` merges a JSON object into a record with one of :data:`MERGE_STRATEGIES` atomically,
   also against other processes and hosts; concurrent puts are coalesced into one transaction
   per batch and each returns once its batch committed.
+- ``put_many`` writes many records (:class:`PutItem`) as if put one by one in order, in one
+  transaction and with one wait: refusals are reported per item, and records are only read
+  back when asked for. Callers with batches in hand (ingest, imports) should use it: it costs
+  a fraction of one ``put`` per record.
 - Per-database :class:`DatabaseLimits` (record size, writes per second per user, retention) are
   stored in the store itself, so every process enforces the same ones.
 - ``put(..., outbox=True)`` also queues the record for export in the same transaction; the

@@ -91,7 +91,8 @@ class StorageBackend(ABC):
     ``put`` calls made concurrently are coalesced into one transaction per batch and each returns
     once its batch committed; a put that returned is durable. Per-put refusals
     (:class:`RecordTooLargeError`, :class:`ThrottledError`) fail only that put; a failed commit
-    fails every put of the batch, and nothing of that batch is stored.
+    fails every put of the batch, and nothing of that batch is stored. ``put_many`` submits
+    many puts at once, never split across transactions (see there).
     """
 
     url: str
