@@ -1,8 +1,9 @@
 """Write batching: coalescing concurrent puts into one transaction, and deciding their outcomes.
 
 :class:`WriteBatcher` groups the puts that are waiting into batches of up to
-:data:`MAX_BATCH` and hands each batch to the backend; :func:`plan_batch` is what the backend
-calls inside its transaction to merge the batch's puts, in order, on top of the stored rows.
+:data:`MAX_BATCH` puts (and :data:`MAX_BATCH_BYTES`) and hands each batch to the backend;
+:func:`plan_batch` is what the backend calls inside its transaction to merge the batch's puts,
+in order, on top of the stored rows.
 Both are the same code for SQLite and PostgreSQL, which is why the backends behave alike.
 """
 
@@ -31,6 +32,7 @@ from ._records import (
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_BATCH_BYTES",
     "PendingPut",
     "RowWrite",
     "StoredRow",
@@ -43,9 +45,14 @@ __all__ = [
     "raise_failure",
 ]
 
-MAX_BATCH = 1000
+MAX_BATCH = 4096
 """At most this many puts share one transaction: enough that per-transaction costs (fsync,
-locks, round trips) vanish, few enough that one batch's rows stay small in memory."""
+locks, round trips, index pages rewritten at every commit) fade (``put_many`` with 3,200
+records in flight wrote ~15% more records/s on SQLite than with batches of 1,000)..."""
+
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""...and at most about this many bytes of values, so that one batch's rows stay small in
+memory whatever the records' size."""
 
 
 class PendingPut:
@@ -356,10 +363,11 @@ def outbox_keys(ops: list[PendingPut]) -> list[tuple[str, str]]:
 class _Batch:
     """Puts written in one transaction; ``done`` is set once they all have their outcome."""
 
-    __slots__ = ("captain", "done", "failure", "ops", "sealed")
+    __slots__ = ("captain", "done", "failure", "ops", "sealed", "size")
 
     def __init__(self) -> None:
         self.ops: list[PendingPut] = []
+        self.size = 0  # the ops' values' bytes
         self.done = anyio.Event()
         self.sealed = False  # writing started: no put may join or leave any more
         self.captain = True  # False once the put that was to write this batch was cancelled
@@ -372,15 +380,15 @@ class WriteBatcher:
     A submission is one ``put`` or one ``put_many`` call: a list of ops that always lands in
     one batch, contiguous and in its order, and is waited for as a whole. There is no
     background task. Submissions join the newest batch until it would exceed
-    :data:`MAX_BATCH` ops or is being written (a submission larger than that gets a batch of
-    its own). The first submission of a batch is its *captain*: it waits until the batch
-    before has been written, yields once so that submissions started in the same event-loop
-    turn can join, then writes the batch (shielded from cancellation, so that no batch is
-    left half-done) and wakes every submission in it. So the callers themselves are the
-    writer: nothing needs an owner task group, a backend can be opened and closed from any
-    task, and no task is left running that nobody awaits. A submission cancelled before its
-    batch is sealed is withdrawn whole; if it was the captain, the writer of the batch before
-    writes this one too. Cancelled later, it is written all the same.
+    :data:`MAX_BATCH` ops or :data:`MAX_BATCH_BYTES`, or is being written (a submission larger
+    than that gets a batch of its own). The first submission of a batch is its *captain*: it
+    waits until the batch before has been written, yields once so that submissions started in
+    the same event-loop turn can join, then writes the batch (shielded from cancellation, so
+    that no batch is left half-done) and wakes every submission in it. So the callers
+    themselves are the writer: nothing needs an owner task group, a backend can be opened and
+    closed from any task, and no task is left running that nobody awaits. A submission
+    cancelled before its batch is sealed is withdrawn whole; if it was the captain, the writer
+    of the batch before writes this one too. Cancelled later, it is written all the same.
     """
 
     def __init__(self, write: Callable[[list[PendingPut]], Awaitable[None]]) -> None:
@@ -395,8 +403,15 @@ class WriteBatcher:
         """
         batches = self._batches
         batch = batches[-1] if batches else None
-        if batch is not None and not batch.sealed and len(batch.ops) + len(ops) <= MAX_BATCH:
+        size = ops[0].size if len(ops) == 1 else sum(op.size for op in ops)
+        if (
+            batch is not None
+            and not batch.sealed
+            and len(batch.ops) + len(ops) <= MAX_BATCH
+            and batch.size + size <= MAX_BATCH_BYTES
+        ):
             batch.ops += ops
+            batch.size += size
             try:
                 await batch.done.wait()
             except BaseException:
@@ -408,6 +423,7 @@ class WriteBatcher:
         before = batch
         batch = _Batch()
         batch.ops += ops
+        batch.size = size
         batches.append(batch)
         if before is not None:
             try:
@@ -456,6 +472,7 @@ class WriteBatcher:
 
 
 def _withdraw(batch: _Batch, ops: list[PendingPut]) -> None:
+    batch.size -= sum(op.size for op in ops)
     if len(ops) == 1:
         batch.ops.remove(ops[0])
     else:

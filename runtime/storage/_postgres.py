@@ -4,9 +4,10 @@ Each backend holds two connections: one for writes (batches, deletes, limits, cl
 for reads, each used by one operation at a time, so a read never runs inside a write's
 transaction. A batch of puts takes two round trips in pipeline mode (BEGIN with its reads;
 its writes with COMMIT), three when it merges into keys that did not exist: keys that are only
-replaced are not read but upserted, which also tells their ``created_at``. A connection that breaks (server restart, ``pg_terminate_backend``) is dropped
-and replaced on the next call; reads are retried once on a fresh connection, writes are not
-(their transaction rolled back, so nothing of them was applied, and the caller is told).
+replaced are not read but upserted, which also tells their ``created_at``. A connection that
+breaks (server restart, ``pg_terminate_backend``) is dropped and replaced on the next call;
+reads are retried once on a fresh connection, writes are not (their transaction rolled back,
+so nothing of them was applied, and the caller is told).
 
 Records' data is a JSONB column. JSONB does not keep the order of an object's keys (it sorts
 them, shorter first), so ``get`` and ``list_records`` return objects whose keys iterate in that

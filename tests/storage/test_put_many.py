@@ -23,7 +23,7 @@ from brickrun.storage import (
     StorageBackend,
     open_storage,
 )
-from brickrun.storage._batch import MAX_BATCH, PendingPut
+from brickrun.storage._batch import MAX_BATCH, MAX_BATCH_BYTES, PendingPut
 
 from ..conftest import gather
 
@@ -495,3 +495,17 @@ async def test_replacing_keeps_created_at_in_what_is_returned(backend: StorageBa
     )
     assert single[0]["created_at"] == T0_TEXT
     assert single[1]["created_at"] == "2026-11-23T15:01:00.123Z"
+
+
+async def test_batches_are_bounded_in_bytes(backend: StorageBackend) -> None:
+    await backend.set_limits("db", DatabaseLimits(max_record_bytes=1024 * 1024))
+    batches = spy_batches(backend)
+    value = {"blob": "x" * (300 * 1024)}
+    results = await gather(*(backend.put("db", f"k{i}", value) for i in range(20)))
+    assert all(isinstance(r, dict) for r in results)
+    assert sum(len(batch) for batch in batches) == 20
+    assert max(len(batch) for batch in batches) * 300 * 1024 <= MAX_BATCH_BYTES
+    # A single call is never split, however large.
+    batches.clear()
+    assert await backend.put_many([("db", f"m{i}", value) for i in range(20)]) == [None] * 20
+    assert [len(batch) for batch in batches] == [20]
