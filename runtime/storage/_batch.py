@@ -122,8 +122,8 @@ class PendingPut:
     def record(self) -> Record:
         """The record as this put left it (only after it was written with ``wants_record``).
 
-        Decoded here, in the caller's task, rather than in the batch's transaction: the
-        writer's time is shared by every put of the batch, and many callers never look.
+        Decoded here, in the caller's task, rather than inside the batch's transaction, which
+        every put of the batch waits for and other processes' writers queue behind.
         """
         return {
             "id": self.key,
