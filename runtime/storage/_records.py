@@ -383,6 +383,8 @@ def _format_second(seconds: int) -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """Format a datetime (naive means UTC) like :func:`format_millis`, truncating to ms."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
+    # Through format_millis: a third of the cost of isoformat, which PostgreSQL's reads pay
+    # twice per record.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_millis((moment - _EPOCH) // _MS)

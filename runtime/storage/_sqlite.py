@@ -375,11 +375,14 @@ class SQLiteBackend(StorageBackend):
                     f"DELETE FROM outbox WHERE id IN ({_HELD} AND o.version = j.value ->> 2)",
                     (claims,),
                 ).rowcount
-                # Still held after that: put again since the claim; the new version is due now.
-                conn.execute(
-                    f"UPDATE outbox SET lease = NULL, next_attempt_at = ? WHERE id IN ({_HELD})",
-                    (now, claims),
-                )
+                if deleted < len(group):
+                    # Still held after that: put again since the claim; the new version is due
+                    # now. (Usually every claim was deleted, and this second pass is skipped.)
+                    conn.execute(
+                        "UPDATE outbox SET lease = NULL, next_attempt_at = ?"
+                        f" WHERE id IN ({_HELD})",
+                        (now, claims),
+                    )
                 if deleted:
                     conn.execute(_EXPORTED_SQL, (database, now, deleted))
                 total += deleted
@@ -409,11 +412,12 @@ class SQLiteBackend(StorageBackend):
                 f" last_error = ? WHERE id IN ({_HELD} AND o.version = j.value ->> 2)",
                 (now, reason, claims),
             ).rowcount
-            # Put again since the claim: the verdict was about an older version.
-            conn.execute(
-                f"UPDATE outbox SET lease = NULL, next_attempt_at = ? WHERE id IN ({_HELD})",
-                (now, claims),
-            )
+            if dead < len(items):
+                # Put again since the claim: the verdict was about an older version.
+                conn.execute(
+                    f"UPDATE outbox SET lease = NULL, next_attempt_at = ? WHERE id IN ({_HELD})",
+                    (now, claims),
+                )
             return dead
 
         return await self._write(f"dead-lettering {len(items)} outbox row(s)", run, durable=False)
