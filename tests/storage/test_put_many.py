@@ -383,6 +383,32 @@ async def test_outbox_rows_for_written_items_only(backend: StorageBackend) -> No
     }
 
 
+@pytest.mark.parametrize("verdict", ["ack", "dead"])
+async def test_a_verdict_on_a_batch_spares_records_put_again_since_the_claim(
+    backend: StorageBackend, verdict: str
+) -> None:
+    """Most claims are current and leave the outbox; the two put again since the claim stay
+    queued for their new version, due at once."""
+    await backend.put_many([("db", f"k{i}", {"v": 1}) for i in range(6)], outbox=True)
+    claimed = await backend.outbox_claim(10)
+    await backend.put_many([("db", "k1", {"v": 2}), ("db", "k4", {"v": 2})], outbox=True)
+    if verdict == "ack":
+        assert await backend.outbox_ack(claimed) == 4
+    else:
+        assert await backend.outbox_dead(claimed, "400") == 4
+    status = await backend.outbox_status("db")
+    assert status.counts == {
+        "pending": 2,
+        "leased": 0,
+        "dead": 4 if verdict == "dead" else 0,
+    }
+    again = await backend.outbox_claim(10)
+    assert [(item.key, item.record and item.record["data"]) for item in again] == [
+        ("k1", {"v": 2}),
+        ("k4", {"v": 2}),
+    ]
+
+
 # --- cancellation, as for put ------------------------------------------------------------------
 
 
