@@ -156,6 +156,7 @@ from ._redact import (
 )
 from ._scrub import (
     _DROP,
+    _KEEP,
     _URL,
     MAX_DEPTH,
     SENSITIVE_WORDS,
@@ -459,10 +460,15 @@ def filter_checked_event(
     secret, extra = settings.install_secret, settings._extra
     out: dict[str, Any] = {"id": event_id, "name": name, "timestamp": timestamp}
     kept: dict[str, Any] = {}
+    verdicts, clean = extra.kept, _clean_texts  # the memos, read inline: this runs per event
     for key, value in source.items():
-        verdict = _key_verdict(key, extra)
-        if verdict != _DROP:
-            kept[key] = anonymize_url(value) if verdict == _URL else redact_value(value)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = _key_verdict(key, extra)
+        if verdict == _KEEP:
+            kept[key] = value if value in clean else redact_value(value)
+        elif verdict == _URL:
+            kept[key] = anonymize_url(value)
     if kept:
         out["source"] = kept
     if user is not None:
