@@ -30,12 +30,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import StorageError
+from ..errors import RecordTooLargeError, StorageError
 from ..storage import StorageBackend, open_storage
 from ..telemetry import telemetry_disabled
 from ..telemetry._privacy import PrivacySettings, load_install_secret
 from ._config import ServerConfig
-from ._ingest import IngestError, parse_body, to_stored
+from ._ingest import IngestError, StoredEvent, parse_body, to_stored
 from ._openapi import openapi_document
 from ._query import MAX_DAYS, load_period, report, telemetry_response
 from ._store import ServerStore, TokenInfo, Verdict, open_server_store
@@ -47,7 +47,7 @@ log = logging.getLogger("brickrun.server")
 SESSION_COOKIE: Final = "brickrun_admin"
 INGEST_PATH: Final = "/api/telemetry"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,63}\Z")
-_JSON: Final = [(b"content-type", b"application/json")]
+_JSON: Final = (b"content-type", b"application/json")
 _NO_STORE: Final = (b"cache-control", b"no-store")
 _PAGE_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -286,9 +286,9 @@ class TelemetryServer:
                 [*cors, (b"retry-after", b"1")],
             )
             return
-        await _send_json(send, 200, {"success": True, "accepted": len(stored)}, cors)
+        await _send_payload(send, 200, b'{"success":true,"accepted":%d}' % len(stored), cors)
 
-    def _validate(self, events: list[Any], token: TokenInfo) -> list[Any]:
+    def _validate(self, events: list[Any], token: TokenInfo) -> list[StoredEvent]:
         assert self._privacy is not None
         now = datetime.now(UTC)
         batch = len(events) > 1
@@ -303,17 +303,31 @@ class TelemetryServer:
             for i, event in enumerate(events)
         ]
 
-    async def _store_events(self, stored: list[Any]) -> None:
-        storage, database = self.storage, self.config.database
-        if len(stored) == 1:
-            event = stored[0]
-            await storage.put(database, event.id, event.data, "replace", now=event.timestamp)
-            return
-        # Concurrent puts share one transaction (the storage layer batches them); the key is
-        # the event id, so a repeated event replaces itself and is stored once.
-        async with anyio.create_task_group() as group:
-            for event in stored:
-                group.start_soon(_put, storage, database, event.id, event.data, event.timestamp)
+    async def _store_events(self, stored: list[StoredEvent]) -> None:
+        """Write a request's events in one submission (one transaction, shared with other
+        requests' writes). The key is the event id, so a repeated event replaces itself and
+        is stored once.
+
+        Raises :class:`IngestError` (413) for the first event over the telemetry database's
+        record limit (the others are stored), :class:`StorageError` for a failed write.
+        """
+        database = self.config.database
+        outcomes = await self.storage.put_many(
+            [(database, event.id, event.data, "replace", event.timestamp) for event in stored]
+        )
+        batch = len(stored) > 1  # named as _validate names fields: "[3]" only in a batch
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, RecordTooLargeError):
+                others = len(stored) - sum(o is not None for o in outcomes)
+                raise IngestError(
+                    413,
+                    "event_too_large",
+                    "the event is larger than the telemetry database's record limit"
+                    + (f"; the other {others} event(s) were stored" if batch else ""),
+                    f"[{index}]" if batch else "body",
+                )
+            if outcome is not None:
+                raise outcome
 
     async def _refuse(
         self, send: Send, verdict: Verdict | None, limit: int, cors: list[tuple[bytes, bytes]]
@@ -464,12 +478,6 @@ class TelemetryServer:
         return HTMLResponse(_static("admin/dashboard.html"), headers=_PAGE_HEADERS)
 
 
-async def _put(
-    storage: StorageBackend, database: str, key: str, data: dict[str, Any], now: datetime
-) -> None:
-    await storage.put(database, key, data, "replace", now=now)
-
-
 def _error(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
@@ -492,16 +500,18 @@ def _too_large(limit: int) -> IngestError:
 async def _send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    await _send_payload(send, status, json.dumps(body, separators=(",", ":")).encode(), headers)
+
+
+async def _send_payload(
+    send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Send ``payload`` (JSON text) as the response; the accepted-events reply is formatted
+    by its caller, without ``json.dumps``: it is sent once per request."""
     start: Message = {
         "type": "http.response.start",
         "status": status,
-        "headers": [
-            *_JSON,
-            _NO_STORE,
-            (b"content-length", str(len(payload)).encode("ascii")),
-            *headers,
-        ],
+        "headers": [_JSON, _NO_STORE, (b"content-length", b"%d" % len(payload)), *headers],
     }
     await send(start)
     await send({"type": "http.response.body", "body": payload})

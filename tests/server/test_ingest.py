@@ -555,3 +555,21 @@ def test_stored_data_is_the_privacy_filter_of_the_event(event: dict[str, Any]) -
     expected = _the_slow_way(event, now, settings_, "tok_0123456789ab")
     assert list(stored.data.items()) == list(expected.items())
     assert CANARY.lower() not in json.dumps(stored.data).lower()
+
+
+async def test_an_event_over_the_record_limit_is_413_and_the_others_are_stored(
+    client: httpx.AsyncClient, served: TelemetryServer, tokens: Tokens
+) -> None:
+    from brickrun.storage import DatabaseLimits
+
+    await served.storage.set_limits(served.config.database, DatabaseLimits(max_record_bytes=600))
+    small = {"type": "page_view", "page": "/a"}
+    big = {"type": "error", "error": {"name": "api_error", "message": "x" * 1000}}
+    r = await client.post("/api/telemetry", json=[small, big], headers=bearer(tokens.ingest))
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("event_too_large", "[1]")
+    assert "other 1 event(s) were stored" in error["message"]
+    assert [e["name"] for e in await stored_events(served)] == ["page_view"]
+    r = await client.post("/api/telemetry", json=big, headers=bearer(tokens.ingest))
+    assert (r.status_code, r.json()["error"]["field"]) == (413, "body")
