@@ -512,8 +512,11 @@ class StorageBackend(ABC):
     async def _write_batch(self, ops: list[PendingPut]) -> None:
         """Apply ``ops`` (:class:`._batch.PendingPut`) in one transaction.
 
-        Use :func:`._batch.plan_batch` inside the transaction to decide every op's outcome and
-        the rows to write; raise :class:`StorageError` if the transaction did not commit.
+        Inside the transaction, read the stored rows of :func:`._batch.keys_to_read` and the
+        databases' limits, decide every op's outcome and the rows to write with
+        :func:`._batch.plan_batch`, write them (an upsert keeps ``created_at``), and queue
+        :func:`._batch.outbox_keys`. Raise :class:`StorageError` if the transaction did not
+        commit.
         """
 
     @abstractmethod
