@@ -1,7 +1,7 @@
 """Put throughput with many puts in flight: batching must keep it far above one commit per put.
 
 The floors are a third or less of what this 2-core machine measures (SQLite ~25,000-33,000/s,
-PostgreSQL ~11,000/s), so the tests catch a lost batcher, not a noisy neighbour. Run with
+PostgreSQL ~20,000-24,000/s), so the tests catch a lost batcher, not a noisy neighbour. Run with
 ``-s`` to see the rates.
 """
 
