@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ..errors import StorageError
+from . import _switch
 from ._base import StorageBackend
 from ._batch import (
     PendingPut,
@@ -91,6 +92,7 @@ class SQLiteBackend(StorageBackend):
         self._read_lock = self._write_lock if path is None else threading.Lock()
         self._buckets = TokenBuckets()
         self._rows_per_insert = _MAX_ROWS_PER_INSERT
+        self._switch_held = False
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class SQLiteBackend(StorageBackend):
         except BaseException:
             await self._close()
             raise
+        _switch.acquire()  # see _switch: the writer thread must get the GIL back quickly
+        self._switch_held = True
 
     def _open_sync(self) -> None:
         try:
@@ -175,6 +179,9 @@ class SQLiteBackend(StorageBackend):
             raise
 
     async def _close(self) -> None:
+        if self._switch_held:
+            self._switch_held = False
+            _switch.release()
         await anyio.to_thread.run_sync(self._close_sync)
 
     def _close_sync(self) -> None:

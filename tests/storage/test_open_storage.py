@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +129,20 @@ def test_default_data_dir_that_cannot_be_created(
     monkeypatch.setenv("XDG_DATA_HOME", os.fspath(tmp_path / "file"))
     with pytest.raises(StorageError, match=r"cannot create the data directory .*file/brickrun"):
         open_storage()
+
+
+async def test_an_open_sqlite_store_keeps_the_thread_switch_interval_short(tmp_path: Any) -> None:
+    """The writer thread must win the GIL back quickly (see storage._switch); the host's own
+    interval comes back when the last store closes."""
+    import sys
+
+    from brickrun.storage._switch import SHORT_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    assert before > SHORT_SWITCH_INTERVAL
+    async with open_storage(f"sqlite:///{tmp_path}/a.sqlite") as first:
+        async with open_storage(f"sqlite:///{tmp_path}/b.sqlite"):
+            assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL
+        assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL, "the first store is open still"
+        await first.put("db", "k", {"v": 1})
+    assert sys.getswitchinterval() == before
