@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,10 @@ from .errors import BrickError, BrickrunError, RunError
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["RunState"]
+__all__ = ["TRACE_LIMIT", "RunState"]
+
+TRACE_LIMIT = 10_000
+"""Trace records a run keeps in memory (the latest ones)."""
 
 log = logging.getLogger("brickrun.run")
 
@@ -50,6 +54,7 @@ class RunState:
         "runtime",
         "subscribers",
         "trace",
+        "trace_dropped",
     )
 
     def __init__(
@@ -79,7 +84,10 @@ class RunState:
         self.deadline = deadline
         self.on_background_error = on_background_error
         # Trace events as tuples (cheap on the hot path); ``records()`` builds TraceRecords.
-        self.trace: list[tuple[str, str, str, Any, float | None, int]] = []
+        # Bounded: a long-lived run (a loop over many items, a run that starts thousands of
+        # background bodies) keeps its latest TRACE_LIMIT records, not all of them in memory.
+        self.trace: deque[tuple[str, str, str, Any, float | None, int]] = deque(maxlen=TRACE_LIMIT)
+        self.trace_dropped = 0
         self.subscribers = runtime.trace_subscribers  # the runtime's list, shared (not a copy)
         self.depth = 0
         self.pending = 0
@@ -108,7 +116,10 @@ class RunState:
     ) -> None:
         """Add a trace event (see ``TraceRecord``) and hand it to the runtime's subscribers."""
         entry = (event, step_path, brick_id, data, duration_ms, self.depth)
-        self.trace.append(entry)
+        trace = self.trace
+        if len(trace) == TRACE_LIMIT:
+            self.trace_dropped += 1  # the oldest record goes; subscribers saw it already
+        trace.append(entry)
         subscribers = self.subscribers
         if subscribers:
             record = self._to_record(entry)
@@ -123,7 +134,8 @@ class RunState:
         return TraceRecord(self.run_id, step_path, brick_id, event, data, duration_ms, depth)
 
     def records(self) -> list[TraceRecord]:
-        """The run's trace so far, oldest first."""
+        """The run's trace so far, oldest first: its latest ``TRACE_LIMIT`` records
+        (``trace_dropped`` counts the earlier ones; trace subscribers receive every record)."""
         return [self._to_record(entry) for entry in self.trace]
 
     def start_background(

@@ -66,7 +66,13 @@ class RunResult:
 
     @property
     def trace(self) -> list[TraceRecord]:
+        """The run's trace records, oldest first (a run keeps its latest 10,000 in memory;
+        ``trace_dropped`` counts any earlier ones)."""
         return self.run.records()
+
+    @property
+    def trace_dropped(self) -> int:
+        return self.run.trace_dropped
 
 
 def _input_step(brick_id: str) -> Step:

@@ -707,3 +707,42 @@ async def test_trace_has_enter_and_exit_records_nested_for_sub_pipelines(
         r.duration_ms is not None and r.duration_ms >= 0 for r in result.trace if r.event == "exit"
     )
     assert seen == [r.event for r in result.trace]
+
+
+async def test_a_long_run_keeps_its_latest_trace_records_and_counts_the_rest(
+    runtime: Runtime,
+) -> None:
+    """A run's trace is bounded in memory (TRACE_LIMIT): the latest records stay, the earlier
+    ones are counted, and trace subscribers still receive every record."""
+    from brickrun._run import TRACE_LIMIT
+
+    seen: list[Any] = []
+    runtime.subscribe(seen.append)
+    brick_id = register(
+        runtime,
+        component_yaml(
+            """
+            - id: "@pixiebrix/for-each"
+              config:
+                elements: !var "@input.items"
+                body: !pipeline
+                  - id: "@pixiebrix/identity"
+                    config: {n: !var "@element"}
+            """
+        ),
+    )
+    result = await runtime.run_brick(brick_id, {"items": list(range(TRACE_LIMIT))})
+    assert result.output == {"n": TRACE_LIMIT - 1}
+    total = len([r for r in seen if r.run_id == result.run_id])
+    assert total > TRACE_LIMIT
+    assert len(result.trace) == TRACE_LIMIT
+    assert result.trace_dropped == total - TRACE_LIMIT
+    last = {"n": TRACE_LIMIT - 1}
+    assert [(r.event, r.brick_id, r.data) for r in result.trace[-3:]] == [
+        ("exit", "@pixiebrix/identity", last),
+        ("exit", "@pixiebrix/for-each", last),
+        ("exit", brick_id, last),
+    ]
+    # Dropped: the component's and the loop's enter records, then 2 records per element.
+    first_kept = (result.trace_dropped - 2) // 2
+    assert [(r.event, r.data) for r in result.trace[:1]] == [("enter", {"n": first_kept})]
