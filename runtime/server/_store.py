@@ -28,7 +28,7 @@ import os
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,16 +145,7 @@ class Hit:
     (events per second that applied) and ``retry_after`` (seconds, for ``LIMITED``).
     """
 
-    __slots__ = (
-        "done",
-        "limit",
-        "promoted",
-        "retry_after",
-        "token",
-        "token_hash",
-        "units",
-        "verdict",
-    )
+    __slots__ = ("limit", "retry_after", "token", "token_hash", "units", "verdict")
 
     def __init__(self, token_hash: str, units: int) -> None:
         self.token_hash = token_hash
@@ -163,8 +154,24 @@ class Hit:
         self.token: TokenInfo | None = None
         self.limit = 0
         self.retry_after = 0
-        self.done = anyio.Event()
-        self.promoted = False
+
+
+class _Round:
+    """Hits decided together in one transaction, in arrival order.
+
+    The first hit waits for the round's turn and decides it; the others wait on one shared
+    event: creating an event per request cost more than all the rest of admission's
+    bookkeeping.
+    """
+
+    __slots__ = ("decided", "finished", "hits", "sealed", "turn")
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.turn = anyio.Event()  # set when the rounds before it are over
+        self.decided = anyio.Event()  # set when it is decided (or its first hit left)
+        self.finished = False  # every hit of it has its verdict
+        self.sealed = False  # being decided: no hit may join or leave any more
 
 
 def decide(
@@ -221,8 +228,7 @@ class ServerStore(ABC):
     def __init__(self, url: str, *, default_rate: int = 1000) -> None:
         self.url = url
         self.default_rate = default_rate
-        self._pending: list[Hit] = []
-        self._running = False
+        self._rounds: deque[_Round] = deque()  # not yet decided, oldest first
         self._last_prune = 0.0
 
     async def __aenter__(self) -> ServerStore:
@@ -319,47 +325,71 @@ class ServerStore(ABC):
         """Authenticate an ingest request and spend ``units`` events of its token's rate.
 
         Requests that arrive while a decision is being written wait and are decided together
-        in the next transaction (one transaction per group, however many requests it holds).
-        Returns the hit with its :class:`Verdict`. Raises :class:`StorageError` if the store
-        failed, in which case nothing was admitted.
+        in the next transaction (one transaction per group of up to 1,000); the first request
+        of a group writes it when its turn comes. Returns the hit with its :class:`Verdict`.
+        Raises :class:`StorageError` if the store failed, in which case nothing of the group
+        was admitted. A request cancelled while waiting leaves its group (unless the group is
+        being written) and never holds up the others.
         """
         hit = Hit(hash_secret(token), units)
-        self._pending.append(hit)
-        if self._running:
-            try:
-                await hit.done.wait()
-            except BaseException:
-                if hit in self._pending:
-                    self._pending.remove(hit)
-                if hit.promoted and hit.verdict is None:
-                    self._pass_on()  # our turn to decide had come: hand it to the next one
-                raise
-            if not hit.promoted:
-                return _result(hit)
-        self._running = True
+        rounds = self._rounds
+        round_ = rounds[-1] if rounds else None
+        if round_ is None or round_.sealed or len(round_.hits) >= _MAX_GROUP:
+            round_ = _Round()
+            rounds.append(round_)
+            if len(rounds) == 1:
+                round_.turn.set()  # nothing is being decided: its turn has come
+        round_.hits.append(hit)
+        try:
+            while round_.hits[0] is not hit:
+                decided = round_.decided
+                await decided.wait()
+                if round_.finished:
+                    return _result(hit)
+                # Woken because the first hit left: this one may be the first now.
+            if not round_.turn.is_set():
+                await round_.turn.wait()
+        except BaseException:
+            self._leave(round_, hit)
+            raise
         # Shielded: a group half-decided would leave the other requests of it waiting.
         with anyio.CancelScope(shield=True):
             await anyio.lowlevel.checkpoint()  # let requests started in this turn join
-            group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
-            failure: BaseException | None = None
+            round_.sealed = True
             try:
-                await self._decide_group(group)
-            except BaseException as error:
-                failure = error
-            for other in group:
-                if failure is not None:
+                await self._decide_group(round_.hits)
+            except BaseException:
+                for other in round_.hits:
                     other.verdict = None
-                other.done.set()
-            self._pass_on()
+            round_.finished = True
+            round_.decided.set()
+            self._next(round_)
         return _result(hit)
 
-    def _pass_on(self) -> None:
-        if self._pending:
-            nxt = self._pending[0]
-            nxt.promoted = True
-            nxt.done.set()
+    def _leave(self, round_: _Round, hit: Hit) -> None:
+        """Withdraw a cancelled hit from a round not yet being decided. If it was the first,
+        the others are woken so that the new first one waits for the turn; a round left empty
+        is dropped, passing its turn on if it had come."""
+        if round_.sealed:
+            return  # its verdict is being decided all the same
+        first = round_.hits[0] is hit
+        round_.hits.remove(hit)
+        if not round_.hits:
+            self._next(round_)
+        elif first:
+            woken, round_.decided = round_.decided, anyio.Event()
+            woken.set()
+
+    def _next(self, over: _Round) -> None:
+        """``over`` (decided, or left empty) is done with: the next round's turn if it had
+        its turn, else it just leaves the queue."""
+        rounds = self._rounds
+        if over.turn.is_set():
+            rounds.popleft()  # only the oldest round has its turn
+            if rounds:
+                rounds[0].turn.set()
         else:
-            self._running = False
+            rounds.remove(over)
 
     async def _decide_group(self, group: list[Hit]) -> None:
         now = time.time()
