@@ -291,14 +291,12 @@ class TelemetryServer:
     def _validate(self, events: list[Any], token: TokenInfo) -> list[StoredEvent]:
         assert self._privacy is not None
         now = datetime.now(UTC)
-        batch = len(events) > 1
+        if len(events) == 1:
+            return [to_stored(events[0], "", now=now, settings=self._privacy, ingest=token.id)]
+        scratch: dict[tuple[str, str], str] = {}  # this request's, dropped with it
         return [
             to_stored(
-                event,
-                f"[{i}]." if batch else "",
-                now=now,
-                settings=self._privacy,
-                ingest=token.id,
+                event, f"[{i}].", now=now, settings=self._privacy, ingest=token.id, scratch=scratch
             )
             for i, event in enumerate(events)
         ]

@@ -233,6 +233,7 @@ def to_stored(
     now: datetime,
     settings: PrivacySettings,
     ingest: str,
+    scratch: dict[tuple[str, str], str] | None = None,
 ) -> StoredEvent:
     """Validate one wire event and build what is stored (privacy-filtered event data).
 
@@ -241,6 +242,10 @@ def to_stored(
     is :func:`filter_event` of the event in ``TelemetryEvent.to_data()``'s shape, with
     ``url`` (the page, else the endpoint) last; the fields are checked here, so the filter's
     own checks are skipped (:func:`filter_checked_event`; a test keeps the two equal).
+
+    ``scratch``: one dict per request, shared by its events and dropped with it: pseudonyms
+    and anonymised URLs of the raw values seen in the request (a batch mostly comes from one
+    session and a few pages), kept no longer than the request body holds those values anyway.
     """
     if not isinstance(event, dict):
         raise _invalid(where.rstrip(".") or "body", f"must be an object, found {_kind(event)}")
@@ -315,7 +320,13 @@ def to_stored(
     # anonymize_url is the filter's rule for urls; the context is made of anonymised or
     # name-checked parts, and filter_checked_event makes it safe once more all the same.
     raw_url = page if page is not None else endpoint
-    url = anonymize_url(raw_url) if raw_url is not None else None
+    url = None
+    if raw_url is not None:
+        url = scratch.get(("url", raw_url)) if scratch is not None else None
+        if url is None:
+            url = anonymize_url(raw_url)
+            if scratch is not None:
+                scratch["url", raw_url] = url
     context: str | None = None
     if name == "page_view" and page is not None:
         context = url
@@ -344,6 +355,7 @@ def to_stored(
         metadata=metadata,
         error=error,
         context=context,
+        scratch=scratch,
     )
     if url is not None:
         data["url"] = url

@@ -138,6 +138,7 @@ from ._pseudonyms import (
     ENV_INSTALL_SECRET,
     MIN_SECRET_BYTES,
     _session_pseudonym,
+    _user_pseudonym,
     hash_key,
     load_install_secret,
     pseudonymize,
@@ -446,6 +447,7 @@ def filter_checked_event(
     metadata: Mapping[str, float | bool] | None = None,
     error: Mapping[str, Any] | None = None,
     context: str | None = None,
+    scratch: dict[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
     """:func:`filter_event` of the event with these fields (and neither ``url`` nor private
     metadata), for fields already known to be well-formed: the checks they would pass are
@@ -456,6 +458,11 @@ def filter_checked_event(
     strings, ``duration_ms`` and ``metadata`` values finite numbers or booleans, ``error``
     string ``name``/``message`` and a boolean ``business``. The ingest path's filter; a test
     holds it equal to :func:`filter_event` on such events. Raises nothing for such input.
+
+    ``scratch``: a dict the caller makes for one request and drops with it, in which the
+    pseudonyms of the users and sessions seen are kept under their raw values, so that a batch
+    from one session pays one HMAC. It holds raw ids exactly as long as the request body that
+    holds them anyway, which is why it is not a memo of this module (see *Memory*).
     """
     secret, extra = settings.install_secret, settings._extra
     out: dict[str, Any] = {"id": event_id, "name": name, "timestamp": timestamp}
@@ -472,9 +479,19 @@ def filter_checked_event(
     if kept:
         out["source"] = kept
     if user is not None:
-        out["user"] = pseudonymize(user, secret)
+        pseudonym = scratch.get(("u", user)) if scratch is not None else None
+        if pseudonym is None:
+            pseudonym = _user_pseudonym(user, secret)
+            if scratch is not None:
+                scratch["u", user] = pseudonym
+        out["user"] = pseudonym
     if session_id is not None:
-        out["session_id"] = _session_pseudonym(session_id, secret)
+        pseudonym = scratch.get(("s", session_id)) if scratch is not None else None
+        if pseudonym is None:
+            pseudonym = _session_pseudonym(session_id, secret)
+            if scratch is not None:
+                scratch["s", session_id] = pseudonym
+        out["session_id"] = pseudonym
     if platform is not None:
         out["platform"] = redact_value(platform)
     if duration_ms is not None:

@@ -65,7 +65,11 @@ def pseudonymize(user: str | None, secret: bytes) -> str | None:
     """
     if user is None:
         return None
-    text = str(user).strip()
+    return _user_pseudonym(str(user), secret)
+
+
+def _user_pseudonym(user: str, secret: bytes) -> str:
+    text = user.strip()
     if "@" in text:
         text = text.lower()
     return _keyed(text, secret, b"brickrun:user", "u_")

@@ -996,5 +996,9 @@ def test_filter_checked_event_is_filter_event_for_well_formed_fields(
         install_secret=SECRET, extra_sensitive_keys=frozenset({"tenant_id"} if extra else ())
     )
     event = {**fields, "id": fields.pop("event_id")}
-    checked = filter_checked_event(settings_, event_id=event["id"], **fields)
-    assert list(checked.items()) == list(filter_event(event, settings_).items())
+    expected = list(filter_event(event, settings_).items())
+    assert list(filter_checked_event(settings_, event_id=event["id"], **fields).items()) == expected
+    scratch: dict[tuple[str, str], str] = {}  # the second time, pseudonyms come from it
+    for _ in range(2):
+        checked = filter_checked_event(settings_, event_id=event["id"], scratch=scratch, **fields)
+        assert list(checked.items()) == expected
