@@ -164,7 +164,9 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
                         "400": _error_response("malformed JSON or an invalid field (named)"),
                         "401": _error_response("missing, unknown or revoked token"),
                         "403": _error_response("not an ingest token, or origin not allowed"),
-                        "413": _error_response("body or batch too large"),
+                        "413": _error_response(
+                            "body or batch too large, or an event over the record limit"
+                        ),
                         "429": _error_response(
                             "over the token's events per second; see Retry-After"
                         ),
