@@ -11,6 +11,8 @@ behave identically (one test suite runs against both):
   transaction and with one wait: refusals are reported per item, and records are only read
   back when asked for. Callers with batches in hand (ingest, imports) should use it: it costs
   a fraction of one ``put`` per record.
+- ``group_events`` reads a telemetry database grouped by what its daily aggregates depend on
+  (:class:`EventGroup`), computed in the store without decoding records.
 - Per-database :class:`DatabaseLimits` (record size, writes per second per user, retention) are
   stored in the store itself, so every process enforces the same ones.
 - ``put(..., outbox=True)`` also queues the record for export in the same transaction; the
@@ -35,6 +37,7 @@ from ._base import (
     DatabaseInfo,
     DatabaseLimits,
     DeadLetter,
+    EventGroup,
     OutboxItem,
     OutboxState,
     OutboxStatus,
@@ -50,6 +53,7 @@ __all__ = [
     "DatabaseInfo",
     "DatabaseLimits",
     "DeadLetter",
+    "EventGroup",
     "OutboxItem",
     "OutboxState",
     "OutboxStatus",

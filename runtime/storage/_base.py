@@ -22,6 +22,7 @@ import anyio
 
 from ..errors import RecordNotFoundError, StorageError
 from ._batch import PendingPut, WriteBatcher, raise_copy, raise_failure
+from ._groups import EventGroup
 from ._outbox import (
     DeadLetter,
     OutboxItem,
@@ -49,6 +50,7 @@ __all__ = [
     "DatabaseInfo",
     "DatabaseLimits",
     "DeadLetter",
+    "EventGroup",
     "OutboxItem",
     "OutboxState",
     "OutboxStatus",
@@ -350,6 +352,24 @@ class StorageBackend(ABC):
         self._check_open()
         return await self._list_records(database, limit, offset, since_text)
 
+    async def group_events(
+        self, database: str, *, since: datetime | None = None
+    ) -> list[EventGroup]:
+        """The telemetry records of ``database`` (created at or after ``since``, as in
+        :meth:`list_records`) grouped inside the store, as one snapshot: see
+        :class:`EventGroup` for which records are grouped and by what.
+
+        What daily aggregates read: no record is decoded whole, so it costs a fraction of
+        :meth:`list_records` (see ``bench/aggregate.py``). Groups come in no particular
+        order, and records with equal fields may be split over several groups (a value
+        spelled differently in JSON, say): merge them by their fields. Groups may share
+        decoded values: treat them as read-only. A database that does not exist has none.
+        """
+        check_database_id(database)
+        since_text = format_millis(to_millis(since)) if since is not None else None
+        self._check_open()
+        return await self._group_events(database, since_text)
+
     async def count(self, database: str) -> int:
         """How many records ``database`` holds (0 for a database that does not exist)."""
         check_database_id(database)
@@ -529,6 +549,11 @@ class StorageBackend(ABC):
     async def _list_records(
         self, database: str, limit: int | None, offset: int, since: str | None
     ) -> list[Record]: ...
+
+    @abstractmethod
+    async def _group_events(self, database: str, since: str | None) -> list[EventGroup]:
+        """:meth:`group_events` in one statement (``since`` formatted as ``created_at`` is);
+        rows become groups through :class:`._groups.GroupDecoder`."""
 
     @abstractmethod
     async def _count(self, database: str) -> int: ...

@@ -46,6 +46,7 @@ from ._batch import (
     outbox_keys,
     plan_batch,
 )
+from ._groups import EventGroup, GroupDecoder
 from ._migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE, pending_migrations
 from ._outbox import OutboxItem, OutboxStatus, build_status
 from ._records import (
@@ -589,6 +590,21 @@ class PostgresBackend(StorageBackend):
 
         return await self._read(f"listing records of database {database!r}", run)
 
+    async def _group_events(self, database: str, since: str | None) -> list[EventGroup]:
+        statement = _GROUP_EVENTS_SQL.format(since="" if since is None else " AND created_at >= %s")
+        params = (database,) if since is None else (database, since)
+
+        async def run(conn: Conn) -> list[EventGroup]:
+            async with conn.transaction():
+                for setting in _GROUP_EVENTS_SETTINGS:
+                    await conn.execute(setting)
+                cursor = await conn.execute(statement, params)
+                rows = await cursor.fetchall()
+            decoder = GroupDecoder()
+            return [decoder.group(*row) for row in rows]
+
+        return await self._read(f"grouping the events of database {database!r}", run)
+
     async def _count(self, database: str) -> int:
         async def run(conn: Conn) -> int:
             cursor = await conn.execute(
@@ -669,6 +685,33 @@ _CLAIMS = (
     " FROM jsonb_array_elements(%s::jsonb) AS x(e)) AS t"
 )
 _HELD = "o.id = t.id AND o.lease = t.lease"
+
+
+# group_events (see _groups.EventGroup). The innermost query reads each field once (OFFSET 0
+# keeps PostgreSQL from inlining it, which would repeat the reads for every mention); groups
+# are by JSONB values, cast to text only for the few rows out (psycopg would decode JSON with
+# json.loads; GroupDecoder decodes each distinct text once). A NULL test counts as false.
+_GROUP_EVENTS_SQL = (
+    "SELECT day, nm::text, cx::text, details::text, n, errors, durations FROM ("
+    " SELECT day, nm, cx, details, count(*) AS n, count(*) FILTER (WHERE er) AS errors,"
+    " string_agg(du::text, ',') FILTER (WHERE jsonb_typeof(du) = 'number' AND du >= '0')"
+    " AS durations FROM ("
+    " SELECT substr(ts #>> '{{}}', 1, 10) AS day, nm, CASE WHEN usable THEN cx END AS cx,"
+    " CASE WHEN usable THEN NULL ELSE jsonb_build_array(data->'event', data->'url',"
+    " data#>'{{source,starterBrickName}}', data#>'{{source,modComponentLabel}}') END AS details,"
+    " coalesce(jsonb_typeof(er), 'null') <> 'null' AS er, du FROM ("
+    " SELECT data, data->'timestamp' AS ts, data->'name' AS nm, data->'context' AS cx,"
+    " data->'error' AS er, data->'duration_ms' AS du,"
+    " coalesce(jsonb_typeof(data->'name') = 'string' AND jsonb_typeof(data->'context') ="
+    " 'string' AND data->>'context' <> '', false) AS usable"
+    " FROM records WHERE database_id = %s{since} OFFSET 0) AS r"
+    " WHERE jsonb_typeof(ts) = 'string' AND length(ts #>> '{{}}') >= 10) AS f"
+    " GROUP BY day, nm, cx, details) AS g"
+)
+# Without statistics (a table just filled, or autovacuum off) the planner sorts the rows to
+# group them, on disk past work_mem: seconds for a million. Hashing keeps the few groups in
+# memory (and spills, if ever, without sorting every row first).
+_GROUP_EVENTS_SETTINGS = ("SET LOCAL work_mem = '64MB'", "SET LOCAL enable_sort = off")
 
 
 def _claims_json(items: list[OutboxItem]) -> str:
