@@ -7,6 +7,11 @@ an API endpoint — else its anonymised URL path, else the starter brick), the a
 durations count). Record-brick records (``{url, email, timestamp, event, data}``) aggregate
 under their ``event`` name and anonymised URL.
 
+:func:`compute_aggregates` aggregates records; :func:`aggregate_database` reads a stored
+database grouped inside the store instead (:meth:`StorageBackend.group_events`: a million
+events come back as a few thousand groups, no record decoded) and :func:`aggregate_groups`
+turns the groups into the same aggregates, anonymising each distinct URL once.
+
 Aggregates are stored as records of ``<database>-aggregates`` keyed ``<day>|<name>|<context>``;
 recomputing is idempotent: an unchanged aggregate is not rewritten. Aggregates leave the team
 database (the query API, exports), so contexts pass the URL anonymiser and never hold a user.
@@ -15,17 +20,26 @@ database (the query API, exports), so contexts pass the URL anonymiser and never
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
+from ..storage import EventGroup, PutItem, StorageBackend
+from ._privacy import anonymize_url
 
-from ..storage import StorageBackend
+__all__ = [
+    "Aggregate",
+    "aggregate_database",
+    "aggregate_groups",
+    "aggregates_database",
+    "compute_aggregates",
+]
 
-__all__ = ["Aggregate", "aggregate_database", "aggregates_database", "compute_aggregates"]
+
+_MAX_FLOAT = sys.float_info.max
 
 
 def aggregates_database(database: str) -> str:
@@ -76,10 +90,22 @@ class Aggregate:
         }
 
 
-def _anonymize(url: Any) -> str:
-    from ._privacy import anonymize_url
+def _duration(value: Any) -> float | None:
+    """``value`` as a duration: a number (not a boolean) that is not negative, as a finite
+    float; else ``None`` (an integer too large for a float is no duration either)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    try:
+        duration = float(value)
+    except OverflowError:
+        return None
+    return duration if math.isfinite(duration) else None
 
-    return anonymize_url(url)
+
+def _label(starter: Any, component: Any) -> str:
+    """The context of an event with neither a context nor a URL: its source's starter brick
+    name, else its mod component label."""
+    return str(starter or component or "")
 
 
 def _fact(data: Mapping[str, Any]) -> tuple[str, str, str, float | None, bool] | None:
@@ -94,31 +120,38 @@ def _fact(data: Mapping[str, Any]) -> tuple[str, str, str, float | None, bool] |
         if not isinstance(context, str) or not context:
             url = data.get("url")
             if url:
-                context = _anonymize(url)
+                context = anonymize_url(url)
             else:
-                source = data.get("source") or {}
-                context = str(
-                    source.get("starterBrickName") or source.get("modComponentLabel") or ""
-                )
+                source = data.get("source")
+                if not isinstance(source, Mapping):
+                    source = {}
+                context = _label(source.get("starterBrickName"), source.get("modComponentLabel"))
         duration = data.get("duration_ms")
+        if duration is not None:
+            kind = type(duration)
+            # The common case inline (this runs once per record): a plain number in range.
+            if (kind is int or kind is float) and 0 <= duration <= _MAX_FLOAT:
+                duration = float(duration)
+            else:
+                duration = _duration(duration)
         error = data.get("error") is not None
     elif isinstance(data.get("event"), str):  # a record-brick record
         name = data["event"]
-        context = _anonymize(data["url"]) if data.get("url") else ""
+        context = anonymize_url(data["url"]) if data.get("url") else ""
         duration = None
         error = False
     else:
         return None
-    if not isinstance(duration, int | float) or isinstance(duration, bool) or duration < 0:
-        duration = None
-    return timestamp[:10], name, context, float(duration) if duration is not None else None, error
+    return timestamp[:10], name, context, duration, error
+
+
+# Per (day, name, context): the durations and [count, errors].
+_Groups = dict[tuple[str, str, str], tuple[list[float], list[int]]]
 
 
 def compute_aggregates(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
     """Aggregate stored records (``{id, data, ...}``) by UTC day, name and context."""
-    groups: dict[tuple[str, str, str], tuple[list[float], list[int]]] = defaultdict(
-        lambda: ([], [0, 0])
-    )
+    groups: _Groups = defaultdict(lambda: ([], [0, 0]))
     for record in records:
         data = record.get("data")
         if not isinstance(data, Mapping):
@@ -132,8 +165,66 @@ def compute_aggregates(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
         counts[1] += error
         if duration is not None:
             durations.append(duration)
+    return _finish(groups)
+
+
+def aggregate_groups(groups: Iterable[EventGroup]) -> list[Aggregate]:
+    """What :func:`compute_aggregates` returns for the records that ``groups`` (of
+    :meth:`StorageBackend.group_events`) hold, without the records: equal, field by field.
+
+    A URL is anonymised once per distinct URL (groups repeat pages across days and names).
+    """
+    pages: dict[str, str] = {}
+
+    def page(url: Any) -> str:
+        if type(url) is not str:
+            return anonymize_url(url)
+        found = pages.get(url)
+        if found is None:
+            found = pages[url] = anonymize_url(url)
+        return found
+
+    merged: _Groups = defaultdict(lambda: ([], [0, 0]))
+    for group in groups:
+        name, context, details = group.name, group.context, group.details
+        if isinstance(name, str):  # TelemetryEvents
+            if context is None:
+                assert details is not None  # the contract of EventGroup
+                _, url, starter, label = details
+                context = page(url) if url else _label(starter, label)
+            errors = group.errors
+            durations = _durations(group.durations)
+        elif details is not None and isinstance(details[0], str):  # record-brick records
+            name, url = details[0], details[1]
+            context = page(url) if url else ""
+            errors = 0
+            durations = []
+        else:
+            continue
+        into, counts = merged[(group.day, name, context)]
+        counts[0] += group.count
+        counts[1] += errors
+        into += durations
+    return _finish(merged)
+
+
+def _durations(values: list[int | float]) -> list[float]:
+    """:func:`_duration` of each of ``values`` (numbers that are not negative), dropping the
+    ``None``s; the common case in one pass of ``float``."""
+    try:
+        durations = list(map(float, values))
+    except OverflowError:
+        durations = [d for d in map(_duration, values) if d is not None]
+    if not all(map(math.isfinite, durations)):
+        durations = [d for d in durations if math.isfinite(d)]
+    return durations
+
+
+def _finish(groups: _Groups) -> list[Aggregate]:
+    """The aggregates of ``groups``, ordered by (day, name, context)."""
     out = []
     for (day, name, context), (durations, (count, errors)) in sorted(groups.items()):
+        # Summed in sorted order, so that the average does not depend on the records' order.
         durations.sort()
         has = bool(durations)
         out.append(
@@ -152,11 +243,6 @@ def compute_aggregates(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
     return out
 
 
-async def _all_records(storage: StorageBackend, database: str, since: datetime | None) -> list[Any]:
-    """Every record of ``database`` (created since ``since``), read as one snapshot."""
-    return list(await storage.list_records(database, since=since))
-
-
 async def aggregate_database(
     storage: StorageBackend,
     database: str,
@@ -165,18 +251,29 @@ async def aggregate_database(
     now: datetime | None = None,
 ) -> tuple[list[Aggregate], int]:
     """Recompute and store the daily aggregates of ``database`` (the last ``days`` UTC days, or
-    all of them); returns the aggregates and how many stored aggregates changed."""
+    all of them); returns the aggregates and how many stored aggregates changed.
+
+    ``days`` counts records by when they were stored (``created_at``, as ``list_records``'
+    ``since``), today (of ``now``) included. The records are read grouped inside the store
+    (:meth:`StorageBackend.group_events`), never whole; the aggregates are those
+    :func:`compute_aggregates` computes from the records. Only changed aggregates are written,
+    in one ``put_many``; a refused one raises its :class:`~brickrun.errors.StorageError` after
+    the others were written.
+    """
     since = None
     if days is not None:
         today = (now or datetime.now(UTC)).astimezone(UTC)
         since = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=days - 1)
-    records = await _all_records(storage, database, since)
-    aggregates = compute_aggregates(records)
+    aggregates = aggregate_groups(await storage.group_events(database, since=since))
     target = aggregates_database(database)
-    existing = {r["id"]: r["data"] for r in await _all_records(storage, target, None)}
-    changed = [a for a in aggregates if existing.get(a.key) != a.to_data()]
-    # Concurrent puts share transactions (the storage layer batches them).
-    async with anyio.create_task_group() as tg:
-        for item in changed:
-            tg.start_soon(storage.put, target, item.key, item.to_data(), "replace")
+    existing = {r["id"]: r["data"] for r in await storage.list_records(target)}
+    changed = []
+    for aggregate in aggregates:
+        data = aggregate.to_data()
+        if existing.get(aggregate.key) != data:
+            changed.append(PutItem(target, aggregate.key, data))
+    if changed:
+        for outcome in await storage.put_many(changed):
+            if outcome is not None:
+                raise outcome
     return aggregates, len(changed)
