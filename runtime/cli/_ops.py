@@ -19,6 +19,7 @@ from ._telemetry import telemetry_database
 __all__ = ["cmd_aggregate", "cmd_cleanup", "cmd_export"]
 
 DEFAULT_RETENTION_DAYS = 30
+_BACKFILL_PAGE = 1000
 
 
 def _fail(args: argparse.Namespace, exc: BrickrunError | OSError | ValueError) -> int:
@@ -158,13 +159,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 async def _backfill(storage: StorageBackend, database: str) -> None:
     """Queue every record of ``database`` for export (records stored without the outbox, such
-    as the record brick's): each is re-put unchanged with ``outbox=True``."""
+    as the record brick's): each is re-put unchanged with ``outbox=True``, a page of records
+    per ``put_many``. A refused record's error is raised (the rest of its page is queued)."""
     offset = 0
     while True:
-        page = await storage.list_records(database, limit=1000, offset=offset)
-        for record in page:
-            await storage.put(database, record["id"], record["data"], "replace", outbox=True)
-        if len(page) < 1000:
+        page = await storage.list_records(database, limit=_BACKFILL_PAGE, offset=offset)
+        # One transaction and one wait per page, instead of one per record.
+        outcomes = await storage.put_many(
+            [(database, record["id"], record["data"], "replace") for record in page], outbox=True
+        )
+        for outcome in outcomes:
+            if outcome is not None:
+                raise outcome
+        if len(page) < _BACKFILL_PAGE:
             return
         offset += len(page)
 
