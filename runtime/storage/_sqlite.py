@@ -548,22 +548,26 @@ class SQLiteBackend(StorageBackend):
 
     async def _group_events(self, database: str, since: str | None) -> list[EventGroup]:
         def run(conn: sqlite3.Connection) -> list[EventGroup]:
-            table = "records"
-            if since is None and _most_of_the_table(conn, database):
-                # The index costs a seek per record: ~10% of the whole read, when the other
-                # databases' rows, which a pass over the table skips, are few.
-                table = "records NOT INDEXED"
+            middle = _middle_rowid(conn, database) if since is None else None
+            # Through the index costs a seek per record, ~10% of the whole read: when the
+            # database is most of the table, one pass over the table (half each) is cheaper.
+            table = "records" if middle is None else "records NOT INDEXED"
             if self._path is None:  # one connection: no second reader
-                return _read_groups(conn, table, database, since, None)
-            # Two readers, each grouping the records of every other rowid: with a second core
-            # free, the read takes ~55% of one reader's time. Both read one snapshot.
+                return _read_groups(conn, table, database, since, ("", ()))
+            # Two readers, each grouping half of the records: with a second core free, the
+            # read takes ~55% of one reader's time. Both read one snapshot.
+            halves: list[_Part] = (
+                [(" AND rowid % 2 = ?", (0,)), (" AND rowid % 2 = ?", (1,))]
+                if middle is None
+                else [(" AND rowid <= ?", (middle,)), (" AND rowid > ?", (middle,))]
+            )
             with self._spare_lock:
                 if self._spare_conn is None:
                     self._spare_conn = self._connect()
                 readers = (conn, self._spare_conn)
                 try:
                     self._begin_reads_at_one_snapshot(readers)
-                    return _read_parts(readers, table, database, since)
+                    return _read_parts(readers, halves, table, database, since)
                 finally:
                     for reader in readers:
                         if reader.in_transaction:
@@ -673,21 +677,20 @@ _GROUP_EVENTS_SQL = (
 )
 
 
+_Part = tuple[str, tuple[int, ...]]
+"""A condition on ``rowid`` appended to group_events' WHERE, and its parameters."""
+
+
 def _read_groups(
-    conn: sqlite3.Connection,
-    table: str,
-    database: str,
-    since: str | None,
-    part: tuple[int, int] | None,
+    conn: sqlite3.Connection, table: str, database: str, since: str | None, part: _Part
 ) -> list[EventGroup]:
-    """The groups of ``database``'s records in ``table`` (created since ``since``), or of
-    those whose ``rowid % part[0] == part[1]``."""
+    """The groups of ``database``'s records in ``table`` (created since ``since``) that meet
+    the condition ``part``."""
+    condition, values = part
     statement = _GROUP_EVENTS_SQL.format(
-        table=table,
-        since="" if since is None else " AND created_at >= ?",
-        part="" if part is None else " AND rowid % ? = ?",
+        table=table, since="" if since is None else " AND created_at >= ?", part=condition
     )
-    params = (database, *(() if since is None else (since,)), *(part or ()), _GROUP_PAGE)
+    params = (database, *(() if since is None else (since,)), *values, _GROUP_PAGE)
     decoder = GroupDecoder()
     groups = []
     for (text,) in conn.execute(statement, params):
@@ -698,19 +701,21 @@ def _read_groups(
 
 
 def _read_parts(
-    readers: tuple[sqlite3.Connection, ...], table: str, database: str, since: str | None
+    readers: tuple[sqlite3.Connection, ...],
+    parts: list[_Part],
+    table: str,
+    database: str,
+    since: str | None,
 ) -> list[EventGroup]:
-    """:func:`_read_groups` split over ``readers``, each in a thread of its own (SQLite gives
-    up the GIL while it steps); the first reader runs in the calling thread."""
-    parts: list[list[EventGroup] | BaseException] = [[] for _ in readers]
+    """:func:`_read_groups` of each of ``parts`` on the reader of the same index, each in a
+    thread of its own (SQLite gives up the GIL while it steps); the first in this thread."""
+    found: list[list[EventGroup] | BaseException] = [[] for _ in readers]
 
     def read(index: int) -> None:
         try:
-            parts[index] = _read_groups(
-                readers[index], table, database, since, (len(readers), index)
-            )
+            found[index] = _read_groups(readers[index], table, database, since, parts[index])
         except BaseException as error:  # raised again in the calling thread
-            parts[index] = error
+            found[index] = error
 
     helpers = [
         threading.Thread(target=read, args=(index,), name="brickrun-group-events")
@@ -722,25 +727,26 @@ def _read_parts(
     for helper in helpers:
         helper.join()
     groups: list[EventGroup] = []
-    for part in parts:
-        if isinstance(part, BaseException):
-            raise part
-        groups += part
+    for result in found:
+        if isinstance(result, BaseException):
+            raise result
+        groups += result
     return groups
 
 
-def _most_of_the_table(conn: sqlite3.Connection, database: str) -> bool:
-    """Whether ``database`` holds at least half of the records table's rowids (a fast
-    estimate: rowids of deleted rows count too, so it errs towards "no")."""
+def _middle_rowid(conn: sqlite3.Connection, database: str) -> int | None:
+    """Half the records table's largest rowid if ``database`` holds at least that many rows
+    (an estimate: rowids of deleted rows count too, so it errs towards ``None``), else
+    ``None``. Rows added later have larger rowids."""
     (last,) = conn.execute("SELECT max(rowid) FROM records").fetchone()
     if not last:
-        return False
-    half = last // 2 + 1
+        return None
+    middle = int(last) // 2
     (found,) = conn.execute(
         "SELECT count(*) FROM (SELECT 1 FROM records WHERE database_id = ? LIMIT ?)",
-        (database, half),
+        (database, middle + 1),
     ).fetchone()
-    return bool(found >= half)
+    return middle if found > middle else None
 
 
 def _claims_json(items: list[OutboxItem]) -> str:
