@@ -1,17 +1,18 @@
 """Export throughput: events/s from record (stored with its outbox row) to collector ack.
 
-Run: ``.venv/bin/python bench/export.py [--events N] [--no-postgres]`` (the OpenTelemetry SDK
-baseline needs the ``bench`` extra: ``pip install -e '.[bench]'``). Prints, in one run, against
-one fast collector (a raw asyncio HTTP server in its own process that reads each body, counts
-the records in it and answers 200):
+Run: ``.venv/bin/python bench/export.py [--events N] [--no-postgres] [--rounds R]
+[--latency-ms MS]`` (the OpenTelemetry SDK baseline needs the ``bench`` extra: ``pip install -e
+'.[bench]'``). Prints, in one run, against one fast collector (a raw asyncio HTTP server in its
+own process that reads each body, counts the records in it and answers 200; ``--latency-ms``
+makes it answer each export that late, as a collector across a network would):
 
 (a) brickrun on SQLite and on PostgreSQL (``BRICKRUN_TEST_POSTGRES_DSN``): N default-mode
     ``TriggerRun`` events recorded the way the product records telemetry — a ``Runtime``'s
     telemetry recorder with export on (each event stored with its outbox row in one
-    transaction) — while an :class:`Exporter` runs in the same process; the clock stops when
-    the collector counted all N (and the store then reports them acknowledged). Also with the
-    exporter in a second process (the deployment shape the durable outbox allows: the store is
-    the hand-off);
+    transaction) — while an :class:`Exporter` with its default options runs in the same
+    process (one lane, ``x1``, or two, ``x2``); the clock stops when the collector counted all
+    N (and the store then reports them acknowledged). Also with the exporter in a second
+    process (the deployment shape the durable outbox allows: the store is the hand-off);
 (b) the hand-written baseline: the same events as dicts, encoded to the same OTLP JSON and
     POSTed in batches of 500 (no store, no privacy filter, no retries);
 (c) the OpenTelemetry SDK: ``BatchLogRecordProcessor`` + ``OTLPLogExporter`` (protobuf over
@@ -20,7 +21,10 @@ the records in it and answers 200):
     which is reported too); the clock stops when ``force_flush`` returns and the collector
     counted all N.
 
-Then the ratios. No thresholds are asserted here.
+Waiting for the collector's count is one request it answers when the count is reached, so no
+variant pays for polling. Every wait is bounded (``WAIT_S``). ``--rounds R`` runs every variant
+R times, in turn, and prints the medians with their range: on a shared machine one round is
+noisy. Then the ratios. No thresholds are asserted here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -50,17 +55,28 @@ from brickrun.telemetry._privacy import PrivacySettings
 PG_DSN = os.environ.get("BRICKRUN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DB = "bench-telemetry"
 PRIVACY = PrivacySettings(install_secret=bytes(range(32)))
+WAIT_S = 120.0  # the longest any one delivery may take before the run fails (bounded time)
 
 
 # --- the collector ----------------------------------------------------------------------------
 
 
-def _serve(port: int, ready: Any) -> None:
-    """A minimal HTTP/1.1 keep-alive server: count ``event.id`` occurrences, answer 200.
+def _serve(port: int, ready: Any, latency: float = 0.0) -> None:
+    """A minimal HTTP/1.1 keep-alive server: count ``event.id`` occurrences, answer 200
+    (``latency`` seconds after reading an export, as a collector across a network would).
 
-    ``GET /count`` answers the number of records received so far; ``POST /reset`` zeroes it.
+    ``GET /count`` answers the number of records received so far; ``GET /wait/<n>`` answers
+    it once it reaches ``n`` (so that waiting for delivery costs the measured process no
+    polling); ``POST /reset`` zeroes it.
     """
     count = 0
+    waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def wake() -> None:
+        for waiter in [w for w in waiters if w[0] <= count]:
+            waiters.remove(waiter)
+            if not waiter[1].done():
+                waiter[1].set_result(None)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal count
@@ -72,15 +88,25 @@ def _serve(port: int, ready: Any) -> None:
                     if line[:15].lower() == b"content-length:":
                         length = int(line[15:])
                 body = await reader.readexactly(length) if length else b""
-                if head.startswith(b"GET"):
+                if head.startswith(b"GET /wait/"):
+                    target = int(head[10 : head.index(b" ", 10)])
+                    if count < target:
+                        future = asyncio.get_running_loop().create_future()
+                        waiters.append((target, future))
+                        await future
+                    reply = str(count).encode()
+                elif head.startswith(b"GET"):
                     reply = str(count).encode()
                 elif head.startswith(b"POST /reset"):
                     count, reply = 0, b"0"
                 else:
+                    if latency:
+                        await asyncio.sleep(latency)
                     # JSON ("key":"event.id") and protobuf (the key's bytes) both hold the
                     # attribute key once per record.
                     count += body.count(b"event.id")
                     reply = b"{}"
+                    wake()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                     + str(len(reply)).encode()
@@ -101,7 +127,7 @@ def _serve(port: int, ready: Any) -> None:
 
 
 class CollectorProcess:
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         import socket
 
         with socket.socket() as probe:
@@ -109,7 +135,7 @@ class CollectorProcess:
             self.port = probe.getsockname()[1]
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
-        self.process = context.Process(target=_serve, args=(self.port, ready), daemon=True)
+        self.process = context.Process(target=_serve, args=(self.port, ready, latency), daemon=True)
         self.process.start()
         if not ready.wait(30):
             raise RuntimeError("the bench collector did not start")
@@ -118,6 +144,13 @@ class CollectorProcess:
 
     def count(self) -> int:
         return int(self.client.get(self.url + "/count").text)
+
+    def wait(self, count: int, timeout: float = WAIT_S) -> int:
+        """The count once it reaches ``count``, or after ``timeout`` seconds."""
+        try:
+            return int(self.client.get(f"{self.url}/wait/{count}", timeout=timeout).text)
+        except httpx.TimeoutException:
+            return self.count()
 
     def reset(self) -> None:
         self.client.post(self.url + "/reset")
@@ -169,12 +202,12 @@ async def record_all(runtime: Runtime, events: list[TelemetryEvent]) -> None:
         raise RuntimeError(f"events failed to store: {dict(recorder.counters)}")
 
 
-async def wait_delivered(collector: str, count: int, timeout: float = 600) -> None:
-    """Until the collector counted ``count`` records (polling it: the store is left alone)."""
-    async with httpx.AsyncClient() as client:
+async def wait_delivered(collector: str, count: int, timeout: float = WAIT_S) -> None:
+    """Until the collector counted ``count`` records: one request the collector answers when
+    it has (no polling, so waiting costs the measured process nothing)."""
+    async with httpx.AsyncClient(timeout=timeout + 5) as client:
         with anyio.fail_after(timeout):
-            while int((await client.get(collector + "/count")).text) < count:
-                await anyio.sleep(0.01)
+            await client.get(f"{collector}/wait/{count}")
 
 
 async def reset(collector: str) -> None:
@@ -193,7 +226,8 @@ async def check_exported(storage: StorageBackend, count: int) -> None:
 
 
 def exporter_for(storage: StorageBackend, url: str) -> Exporter:
-    return Exporter(storage, OtlpHttpSink(url), privacy=PRIVACY, max_batch=1000)
+    """The exporter as the product ships it: default batch and request sizes."""
+    return Exporter(storage, OtlpHttpSink(url), privacy=PRIVACY)
 
 
 # --- (a) brickrun -----------------------------------------------------------------------------
@@ -325,12 +359,10 @@ def otel_sdk(collector: CollectorProcess, count: int, *, queue: int | None) -> t
             event_name="TriggerRun",
             attributes={"event.id": event.id, **attributes},
         )
-    processor.force_flush(600_000)
-    deadline = time.monotonic() + 60
-    delivered = collector.count()
-    while delivered < count and time.monotonic() < deadline and queue is not None:
-        time.sleep(0.01)
-        delivered = collector.count()
+    processor.force_flush(int(WAIT_S * 1000))
+    # force_flush returns once the SDK's last export was answered, so the count is final; with
+    # a queue holding all, wait for all the same (bounded) in case that ever changes.
+    delivered = collector.wait(count) if queue is not None else collector.count()
     elapsed = time.perf_counter() - start
     provider.shutdown()
     return delivered / elapsed, delivered
@@ -360,64 +392,89 @@ def drop_schema(url: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+HAND = "hand-written (dicts -> batched POSTs)"
+SDK = "OpenTelemetry SDK (queue holds all)"
+
+
+def one_round(collector: CollectorProcess, count: int, postgres: bool) -> dict[str, float]:
+    """Every variant once, in a fixed order: events/s by name."""
+    results: dict[str, float] = {HAND: handwritten(collector, count)}
+    try:
+        results[SDK], _ = otel_sdk(collector, count, queue=count)
+        rate, delivered = otel_sdk(collector, count, queue=None)
+        print(
+            f"OpenTelemetry SDK with its default queue (2,048): delivered {delivered:,} of "
+            f"{count:,} ({rate:,.0f} delivered events/s); the rest were dropped"
+        )
+    except ImportError:
+        print("OpenTelemetry SDK not installed (pip install -e '.[bench]'); skipped")
+    with tempfile.TemporaryDirectory() as directory:
+        for concurrency in (1, 2):
+            url = f"sqlite:///{directory}/one-{concurrency}.sqlite"
+            results[f"brickrun SQLite, in-process exporter x{concurrency}"] = anyio.run(
+                brickrun_in_process, url, collector.url, count, concurrency
+            )
+        url = f"sqlite:///{directory}/two.sqlite"
+        results["brickrun SQLite, exporter in its own process"] = anyio.run(
+            brickrun_two_processes, url, collector.url, count
+        )
+    if postgres:
+        for concurrency in (1, 2, 0):  # 0: the exporter in its own process
+            pg = postgres_url()
+            assert pg is not None
+            try:
+                if concurrency:
+                    name = f"brickrun PostgreSQL, in-process exporter x{concurrency}"
+                    rate = anyio.run(brickrun_in_process, pg, collector.url, count, concurrency)
+                else:
+                    name = "brickrun PostgreSQL, exporter in its own process"
+                    rate = anyio.run(brickrun_two_processes, pg, collector.url, count)
+                results[name] = rate
+            finally:
+                drop_schema(pg)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every variant this many times; print medians"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the collector answers each export this late (a collector across a network)",
+    )
     args = parser.parse_args()
     count = args.events
-    collector = CollectorProcess()
-    results: dict[str, float] = {}
+    postgres = not args.no_postgres and postgres_url() is not None
+    collector = CollectorProcess(latency=args.latency_ms / 1000)
+    rounds: list[dict[str, float]] = []
     try:
-        results["hand-written (dicts -> batched POSTs)"] = handwritten(collector, count)
-        try:
-            rate, _ = otel_sdk(collector, count, queue=count)
-            results["OpenTelemetry SDK (queue holds all)"] = rate
-            rate, delivered = otel_sdk(collector, count, queue=None)
-            print(
-                f"OpenTelemetry SDK with its default queue (2,048): delivered {delivered:,} of "
-                f"{count:,} ({rate:,.0f} delivered events/s); the rest were dropped"
-            )
-        except ImportError:
-            print("OpenTelemetry SDK not installed (pip install -e '.[bench]'); skipped")
-        with tempfile.TemporaryDirectory() as directory:
-            for concurrency in (1, 2):
-                url = f"sqlite:///{directory}/one-{concurrency}.sqlite"
-                results[f"brickrun SQLite, in-process exporter x{concurrency}"] = anyio.run(
-                    brickrun_in_process, url, collector.url, count, concurrency
-                )
-            url = f"sqlite:///{directory}/two.sqlite"
-            results["brickrun SQLite, exporter in its own process"] = anyio.run(
-                brickrun_two_processes, url, collector.url, count
-            )
-        if not args.no_postgres and (pg := postgres_url()) is not None:
-            try:
-                results["brickrun PostgreSQL, in-process exporter x2"] = anyio.run(
-                    brickrun_in_process, pg, collector.url, count, 2
-                )
-            finally:
-                drop_schema(pg)
-            pg = postgres_url()
-            assert pg is not None
-            try:
-                results["brickrun PostgreSQL, exporter in its own process"] = anyio.run(
-                    brickrun_two_processes, pg, collector.url, count
-                )
-            finally:
-                drop_schema(pg)
+        for _ in range(max(1, args.rounds)):
+            rounds.append(one_round(collector, count, postgres))
     finally:
         collector.close()
+    results = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
 
-    print(f"\n{count:,} events, record -> collector acknowledgement (events/s)")
+    latency = f", collector latency {args.latency_ms:g} ms" if args.latency_ms else ""
+    median = f", median of {len(rounds)} rounds (range)" if len(rounds) > 1 else ""
+    print(f"\n{count:,} events, record -> collector acknowledgement (events/s{latency}{median})")
     width = max(len(name) for name in results)
     for name, rate in results.items():
-        print(f"  {name:<{width}}  {rate:>10,.0f}")
-    sdk = results.get("OpenTelemetry SDK (queue holds all)")
-    hand = results["hand-written (dicts -> batched POSTs)"]
+        spread = ""
+        if len(rounds) > 1:
+            low, high = min(r[name] for r in rounds), max(r[name] for r in rounds)
+            spread = f"  ({low:,.0f} - {high:,.0f})"
+        print(f"  {name:<{width}}  {rate:>10,.0f}{spread}")
+    sdk = results.get(SDK)
     print("\nratios")
     for name, rate in results.items():
         if name.startswith("brickrun"):
-            line = f"  {name:<{width}}  {rate / hand:5.2f}x hand-written"
+            line = f"  {name:<{width}}  {rate / results[HAND]:5.2f}x hand-written"
             if sdk:
                 line += f"  {rate / sdk:5.2f}x OpenTelemetry SDK"
             print(line)

@@ -28,11 +28,31 @@ def validate_name(name: Any) -> str:
     return name
 
 
+_SWITCHES = ("BRICKRUN_TELEMETRY_DISABLED", "DO_NOT_TRACK")
+_ENCODED_SWITCHES = tuple(os.fsencode(name) for name in _SWITCHES)
+
+
+def _switches_unset() -> bool:
+    """True when neither variable is in ``os.environ`` (``False``: not known to be unset).
+
+    The recorder asks for every event. ``os.environ`` keeps its variables in a dict keyed by
+    encoded names on POSIX; looking there costs ~50 ns, against ~1 µs per variable through
+    the mapping (which raises and catches a KeyError for an unset one). Any other layout
+    takes the mapping's way.
+    """
+    data = getattr(os.environ, "_data", None)
+    if os.name != "posix" or type(data) is not dict:
+        return False
+    return _ENCODED_SWITCHES[0] not in data and _ENCODED_SWITCHES[1] not in data
+
+
 def telemetry_disabled(environ: Mapping[str, str] | None = None) -> bool:
     """True when ``BRICKRUN_TELEMETRY_DISABLED`` or ``DO_NOT_TRACK`` is set to anything but
     empty, ``0`` or ``false`` (fail safe: any other value disables)."""
+    if environ is None and _switches_unset():
+        return False
     env = os.environ if environ is None else environ
-    for variable in ("BRICKRUN_TELEMETRY_DISABLED", "DO_NOT_TRACK"):
+    for variable in _SWITCHES:
         value = env.get(variable, "").strip().lower()
         if value not in ("", "0", "false"):
             return True

@@ -38,7 +38,7 @@ from brickrun.telemetry._export import (
 from brickrun.telemetry._otlp import any_value, encode_log_record, encode_request
 from brickrun.telemetry._privacy import PrivacySettings
 
-from .collector import Collector, Drop, Hang, Reply, log_records
+from .collector import Collector, Delay, Drop, Hang, Reply, log_records
 
 pytestmark = pytest.mark.anyio
 
@@ -531,6 +531,81 @@ async def test_unsendable_rows_are_dead_lettered_at_once(
     assert CANARY.encode() not in b"".join(r.raw for r in collector.requests)
 
 
+# --- the pipeline (Exporter.run) -------------------------------------------------------------
+
+
+async def test_a_backlog_is_delivered_once_each_when_the_collector_is_healthy(
+    store: StorageBackend, collector: Collector
+) -> None:
+    ids = await record(store, 1_234)
+    exp = exporter(store, collector, max_batch=100)
+    await drain(exp, lambda: len(collector.accepted_ids) >= 1_234)
+    assert sorted(collector.accepted_ids) == sorted(ids)  # no duplicates
+    status = await store.outbox_status(DB)
+    assert status.unexported == 0 and status.exported == 1_234
+
+
+async def test_a_lane_holds_at_most_two_claims_and_hands_all_back_on_stop(
+    store: StorageBackend, collector: Collector
+) -> None:
+    await record(store, 300)
+    collector.default = Hang()
+    exp = exporter(store, collector, max_batch=50, request_timeout=30, lease_seconds=60)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: exp.run(stop, interval=0.01, shutdown_timeout=0.5))
+        # One claim in flight (its request hangs) and the next one prepared: then the producer
+        # waits for the sender.
+        with anyio.fail_after(10):
+            while (await store.outbox_status(DB)).counts["leased"] < 100:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.2)  # a chance to claim more, which it must not take
+        assert (await store.outbox_status(DB)).counts == {"pending": 200, "leased": 100, "dead": 0}
+        stop.set()
+    status = await store.outbox_status(DB)
+    assert status.counts == {"pending": 300, "leased": 0, "dead": 0}
+    assert len(collector.requests) == 1 and collector.accepted_ids == []
+
+
+async def test_a_pause_hands_back_the_claim_held_ahead_at_once(
+    store: StorageBackend, collector: Collector
+) -> None:
+    await record(store, 300)
+    collector.default = Reply(503, {"Retry-After": "30"})
+    # A lease far longer than the test: rows can only become pending by being handed back.
+    exp = exporter(store, collector, max_batch=50, lease_seconds=600)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: exp.run(stop, interval=0.01))
+        assert await anyio.to_thread.run_sync(collector.wait_for_request, 10)
+        with anyio.fail_after(10):
+            while (await store.outbox_status(DB)).counts["pending"] < 300:
+                await anyio.sleep(0.01)
+        stop.set()
+    status = await store.outbox_status(DB)
+    assert status.counts == {"pending": 300, "leased": 0, "dead": 0}
+    assert len(collector.requests) == 1  # nothing else was sent during the pause
+
+
+async def test_stopping_lets_the_request_in_flight_finish_and_acknowledges_it(
+    store: StorageBackend, collector: Collector
+) -> None:
+    ids = await record(store, 300)
+    collector.script.append(Delay(0.3))
+    exp = exporter(store, collector, max_batch=50)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: exp.run(stop, interval=0.01, shutdown_timeout=10))
+        assert await anyio.to_thread.run_sync(collector.wait_for_request, 10)
+        stop.set()
+    await exp.sink.aclose()
+    (request,) = collector.requests
+    assert len(request.ids) == 50 and set(request.ids) <= set(ids)
+    status = await store.outbox_status(DB)
+    assert status.exported == 50
+    assert status.counts == {"pending": 250, "leased": 0, "dead": 0}
+
+
 # The exporter process, killed with SIGKILL while its request is in flight (the collector hangs
 # on it), then restarted: every event is delivered, none is left half-marked.
 _EXPORTER_SCRIPT = textwrap.dedent(
@@ -568,7 +643,8 @@ async def test_the_exporter_process_killed_mid_batch_loses_nothing(
     )
     try:
         with anyio.fail_after(30):
-            while len(collector.requests) < 2:
+            # The second request hangs; the first one's acknowledgement runs meanwhile.
+            while len(collector.requests) < 2 or (await store.outbox_status(DB)).exported < 50:
                 await anyio.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         assert await anyio.to_thread.run_sync(process.wait, 10) == -signal.SIGKILL
@@ -577,25 +653,31 @@ async def test_the_exporter_process_killed_mid_batch_loses_nothing(
             process.kill()
         assert process.stderr is not None
         process.stderr.close()
-    # Killed mid-batch: the first batch acknowledged, the second still leased, the rest pending.
+    # Killed mid-batch: the first batch acknowledged, the second still leased, and the last 20
+    # pending, or leased too (the pipeline claims the next rows while a request is in flight).
     status = await store.outbox_status(DB)
     assert status.exported == 50
-    assert status.counts == {"pending": 20, "leased": 50, "dead": 0}
+    assert status.counts["dead"] == 0
+    assert status.counts["pending"] + status.counts["leased"] == 70
+    assert status.counts["leased"] >= 50
     first_two = collector.received_ids
     assert len(first_two) == 100 and set(first_two) <= set(ids)
 
-    # Restarted: the leased rows come back when the lease ends (31 s; a claim "later" here).
+    # Restarted: pending rows go at once, leased ones when the lease ends (31 s; a claim
+    # "later" here).
     exp = exporter(store, collector, max_batch=50)
-    report = await exp.run_once()
-    assert report.delivered == 20
+    while (await exp.run_once()).claimed:
+        pass
     later = time.time() + 32
     exp = exporter(store, collector, max_batch=50, clock=lambda: later)
-    report = await exp.run_once()
+    while (await exp.run_once()).claimed:
+        pass
     await exp.sink.aclose()
-    assert report.delivered == 50
     assert collector.distinct_accepted == set(ids)
-    # The killed batch was re-sent, with the same ids.
-    assert sorted(collector.received_ids[120:170]) == sorted(first_two[50:100])
+    # Each row not acknowledged before the kill was sent once more, with its id; the killed
+    # batch among them.
+    assert len(collector.received_ids) == 170
+    assert set(first_two[50:100]) <= set(collector.received_ids[100:])
     status = await store.outbox_status(DB)
     assert status.unexported == 0 and status.exported == 120
 

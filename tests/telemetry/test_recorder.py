@@ -1,5 +1,6 @@
 """The runtime's telemetry recorder: queued events are stored in chunks, and every event is
-accounted for — stored, or failed with the reason logged — even when some of a chunk are refused."""
+accounted for — stored, or failed with the reason logged — even when some of a chunk are refused;
+the opt-out is read at every record."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from brickrun import Runtime
 from brickrun.storage import DatabaseLimits
-from brickrun.telemetry import TelemetryEvent
+from brickrun.telemetry import TelemetryEvent, telemetry_disabled
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +55,30 @@ async def test_a_refused_event_fails_alone_and_is_logged(
     assert (rt.telemetry.counters["stored"], rt.telemetry.counters["failed"]) == (2, 1)
     [message] = [r.getMessage() for r in caplog.records if sent[1].id in r.getMessage()]
     assert "over the database's limit of 2000 bytes" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "disabled"),
+    [
+        (None, None, False),
+        ("DO_NOT_TRACK", "1", True),
+        ("BRICKRUN_TELEMETRY_DISABLED", "yes", True),
+        ("DO_NOT_TRACK", "0", False),
+        ("BRICKRUN_TELEMETRY_DISABLED", "false", False),
+        ("DO_NOT_TRACK", "", False),
+    ],
+)
+async def test_the_opt_out_is_read_at_every_record(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, value: str | None, disabled: bool
+) -> None:
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    monkeypatch.delenv("BRICKRUN_TELEMETRY_DISABLED", raising=False)
+    async with Runtime(entry_points=False) as rt:
+        assert rt.telemetry.record(event(0))
+        if variable is not None:
+            monkeypatch.setenv(variable, value or "")
+        assert telemetry_disabled() is disabled
+        assert rt.telemetry.record(event(1)) is not disabled
+        monkeypatch.delenv(variable or "DO_NOT_TRACK", raising=False)
+        assert rt.telemetry.record(event(2))
+    assert rt.telemetry.counters["dropped:disabled"] == int(disabled)
