@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from brickrun.errors import StorageError
-from brickrun.storage import EventGroup, StorageBackend
+from brickrun.storage import EventGroup, StorageBackend, open_storage
 
 pytestmark = pytest.mark.anyio
 
@@ -223,3 +223,14 @@ async def test_one_snapshot_while_writes_commit(backend: StorageBackend) -> None
         group.start_soon(read)
     assert all(count % 50 == 0 for count in seen), seen
     assert sum(g.count for g in await backend.group_events("events")) == 2000
+
+
+async def test_an_in_memory_store_groups_with_its_one_connection() -> None:
+    async with open_storage("sqlite:///:memory:") as storage:
+        await storage.put_many(
+            [("events", f"k{i}", {"timestamp": STAMP, "name": "a", "context": "c",
+                                  "duration_ms": i}) for i in range(5)]
+        )  # fmt: skip
+        assert merged(await storage.group_events("events")) == {
+            key(DAY, "a", "c", None): (5, 0, [0, 1, 2, 3, 4])
+        }
