@@ -11,7 +11,7 @@ because the registry may learn bricks after a file is compiled.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,9 +192,8 @@ class _Compiler:
         config = self.value(data.get("config", {}), path + ("config",))
         condition = None
         if "if" in data:
-            # ``if`` renders like a config value: wrapped in an object, so null means "missing".
-            compiled_if = compile_value({"value": self.value(data["if"], path + ("if",))})
-            condition = _unwrap(compiled_if)
+            # ``if`` renders like a config value (null and missing are alike: both false).
+            condition = compile_value(self.value(data["if"], path + ("if",)))
         if data.get("async") and data.get("outputKey"):
             self.warn(
                 path + ("outputKey",),
@@ -346,10 +345,6 @@ def data_at(data: Any, path: PathTuple) -> Any:
     for part in path:
         data = data[part]
     return data
-
-
-def _unwrap(render: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda ctx: render(ctx).get("value")
 
 
 def compile_documents(documents: Iterable[Document]) -> CompileResult:

@@ -670,8 +670,10 @@ class Integrations:
         """What a pipeline sees for the integration (a fresh copy each call), ``None`` when it
         is not configured. ``@pixiebrix/api`` always has one. Raises ``DefinitionError`` when
         the configuration is invalid or its service definition is not loaded."""
-        if integration_id == PIXIEBRIX_API:
-            return IntegrationContext(copy_value(_API_BINDING.public), _API_BINDING)
+        if integration_id == PIXIEBRIX_API:  # on every record brick call: a literal copy
+            return IntegrationContext(
+                {"__service": {"id": PIXIEBRIX_API, "label": PIXIEBRIX_API_LABEL}}, _API_BINDING
+            )
         binding = self._resolve(integration_id)
         if binding is None:
             return None
