@@ -128,7 +128,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -433,6 +433,23 @@ def _filter_event(data: Mapping[str, Any], settings: PrivacySettings) -> dict[st
     return out
 
 
+def _scratched(
+    scratch: dict[tuple[str, str], str] | None,
+    kind: str,
+    raw: str,
+    secret: bytes,
+    pseudonym: Callable[[str, bytes], str],
+) -> str:
+    """``pseudonym(raw, secret)``, computed once per request when the caller keeps a scratch
+    dict (dropped with the request, so raw values never outlive it)."""
+    if scratch is None:
+        return pseudonym(raw, secret)
+    found = scratch.get((kind, raw))
+    if found is None:
+        found = scratch[kind, raw] = pseudonym(raw, secret)
+    return found
+
+
 def filter_checked_event(
     settings: PrivacySettings,
     *,
@@ -479,19 +496,9 @@ def filter_checked_event(
     if kept:
         out["source"] = kept
     if user is not None:
-        pseudonym = scratch.get(("u", user)) if scratch is not None else None
-        if pseudonym is None:
-            pseudonym = _user_pseudonym(user, secret)
-            if scratch is not None:
-                scratch["u", user] = pseudonym
-        out["user"] = pseudonym
+        out["user"] = _scratched(scratch, "u", user, secret, _user_pseudonym)
     if session_id is not None:
-        pseudonym = scratch.get(("s", session_id)) if scratch is not None else None
-        if pseudonym is None:
-            pseudonym = _session_pseudonym(session_id, secret)
-            if scratch is not None:
-                scratch["s", session_id] = pseudonym
-        out["session_id"] = pseudonym
+        out["session_id"] = _scratched(scratch, "s", session_id, secret, _session_pseudonym)
     if platform is not None:
         out["platform"] = redact_value(platform)
     if duration_ms is not None:
