@@ -147,3 +147,32 @@ async def test_an_open_sqlite_store_keeps_the_thread_switch_interval_short(tmp_p
         await first.put("db", "k", {"v": 1})
     if not others_open:
         assert sys.getswitchinterval() == before
+
+
+async def test_a_closed_sqlite_store_is_whole_in_its_file(tmp_path: Path) -> None:
+    """The write-ahead log may hold many commits while the store is open (checkpoints are
+    rare, for ingest speed); closing folds them into the file, which alone then holds every
+    record (a copy of just the .sqlite file is a complete backup)."""
+    import sqlite3
+
+    path = tmp_path / "whole.sqlite"
+    async with open_storage(f"sqlite:///{path}") as storage:
+        for chunk in range(20):  # 20 commits, ~3,000 pages in all
+            items = [("db", f"k{chunk}-{i:04}", {"pad": "x" * 500}) for i in range(1000)]
+            assert await storage.put_many(items) == [None] * 1000
+        probe = sqlite3.connect(path)
+        try:
+            _, frames, _ = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            probe.close()
+        # Still in the log, well past SQLite's default checkpoint point (1,000 pages).
+        assert frames > 2000
+    assert not Path(f"{path}-wal").exists()
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(path.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        (count,) = conn.execute("SELECT count(*) FROM records WHERE database_id = 'db'").fetchone()
+    finally:
+        conn.close()
+    assert count == 20_000
