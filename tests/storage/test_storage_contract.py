@@ -687,6 +687,33 @@ async def schema_versions(storage_url: str) -> list[object]:
     return [row[0] for row in rows]
 
 
+async def test_a_version_2_store_is_upgraded_in_place(storage_url: str) -> None:
+    """A store written by a brickrun before migration 3 (the longer records_by_created index)
+    opens as the latest version with every record, listed in the same order."""
+    async with open_storage(storage_url) as storage:
+        await storage.put_many([("old", f"k{i}", {"i": i}, "replace", T0) for i in range(50)])
+        await storage.put("old", "late", {"i": 50}, now=T0 + timedelta(seconds=1))
+    for statement in (
+        "DROP INDEX records_by_created",
+        "CREATE INDEX records_by_created ON records (database_id, created_at, key)",
+        "DELETE FROM schema_version WHERE version = 3",
+    ):
+        await anyio.to_thread.run_sync(run_sql, storage_url, statement)
+    assert await schema_versions(storage_url) == [1, 2]
+    async with open_storage(storage_url) as storage:
+        listed = [r["id"] for r in await storage.list_records("old")]
+    assert await schema_versions(storage_url) == LATEST_VERSIONS
+    assert listed == sorted(f"k{i}" for i in range(50)) + ["late"]
+    catalog = (
+        "SELECT sql FROM sqlite_master WHERE name = 'records_by_created'"
+        if storage_url.startswith("sqlite")
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'records_by_created'"
+        " AND schemaname = current_schema()"
+    )
+    [(definition,)] = await anyio.to_thread.run_sync(run_sql, storage_url, catalog)
+    assert "(database_id, created_at)" in str(definition)
+
+
 async def test_listing_many_records_pages_without_loss_or_repeats(backend: StorageBackend) -> None:
     """More records than one read page, many sharing a timestamp: every record exactly once, in
     (created_at, key) order, also through limit/offset windows that straddle pages."""
