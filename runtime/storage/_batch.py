@@ -266,8 +266,36 @@ def plan_batch(
     """
     states: dict[tuple[str, str], _KeyState | None] = {}
     spent: list[tuple[str, str]] = []
+    # The ingest case, first: a key replaced once in the batch, never stored before, by a put
+    # that nobody throttles and that wants no record. Its row is the put's own, with no state
+    # to keep: ~3x cheaper per op, and this loop holds the GIL the event loop wants.
+    fresh: dict[tuple[str, str], RowWrite] = {}
     for op in ops:
         ident = (op.database, op.key)
+        if (
+            op.strategy == "replace"
+            and not op.wants_record
+            and ident not in fresh
+            and ident not in states
+            and ident not in existing
+        ):
+            limit = limits[op.database]
+            if (limit.writes_per_second_per_user is None or op.user is None) and (
+                op.size <= limit.max_record_bytes
+            ):
+                # tuple.__new__: a NamedTuple's own constructor is a Python function.
+                fresh[ident] = tuple.__new__(
+                    RowWrite, (op.database, op.key, op.text, "replace", op.now_text, op.now_text)
+                )
+                op.written = True
+                continue
+        if ident in fresh:
+            # A later put to a key planned as fresh: give it its state and plan it the long way.
+            row = fresh.pop(ident)
+            states[ident] = _KeyState(
+                None, row.data_json, False, json_size(row.data_json), "replace", row.created_at,
+                row.updated_at, True,
+            )
         if ident in states:
             state = states[ident]
         else:
@@ -338,7 +366,8 @@ def plan_batch(
         if op.wants_record:
             op.data_text, op.data, op.created_at = text, value, state.created_at
 
-    writes = [
+    writes = list(fresh.values())
+    writes += [
         RowWrite(
             database,
             key,
