@@ -274,6 +274,10 @@ class StorageBackend(ABC):
         outcomes: list[Any] = [None] * len(entries)
         ops: list[PendingPut] = []
         positions: list[int] = []
+        # Items of one call mostly share their time (one object, or the call's): it is
+        # converted and formatted once per distinct object, not per item.
+        last_when: object = None
+        when, when_text = millis, format_millis(millis)
         for index, item in enumerate(entries):
             if not isinstance(item, tuple) or not 3 <= len(item) <= 5:
                 raise StorageError(
@@ -289,12 +293,17 @@ class StorageBackend(ABC):
                 if strategy not in MERGE_STRATEGIES:
                     check_strategy(strategy)
                 text, size = encode_value(database, key, value)
-                when = millis if len(rest) < 2 or rest[1] is None else to_millis(rest[1])
+                moment = rest[1] if len(rest) == 2 else None
+                if moment is not last_when:
+                    when = millis if moment is None else to_millis(moment)
+                    when_text, last_when = format_millis(when), moment
             except StorageError as error:
                 outcomes[index] = error
                 continue
             ops.append(
-                PendingPut(database, key, text, size, strategy, user, when, queue, wants_record)
+                PendingPut(
+                    database, key, text, size, strategy, user, when, queue, wants_record, when_text
+                )
             )
             positions.append(index)
         if ops:

@@ -59,7 +59,8 @@ class PendingPut:
     """One write waiting for its batch (from ``put`` or one item of ``put_many``).
 
     ``text`` is the value's compact JSON and ``size`` its UTF-8 size; ``now`` is the write
-    time in milliseconds since the epoch and ``now_text`` the same time formatted; ``outbox``
+    time in milliseconds since the epoch and ``now_text`` the same time formatted (by
+    :func:`format_millis` unless given); ``outbox``
     asks for an outbox row in the same transaction, written only if the put itself is (see
     :func:`outbox_keys`); ``wants_record`` asks :func:`plan_batch` to keep what
     :meth:`record` needs (a put whose caller ignores its record skips reading the stored row).
@@ -96,6 +97,7 @@ class PendingPut:
         now: int,
         outbox: bool = False,
         wants_record: bool = True,
+        now_text: str | None = None,
     ) -> None:
         self.database = database
         self.key = key
@@ -104,7 +106,7 @@ class PendingPut:
         self.strategy = strategy
         self.user = user
         self.now = now
-        self.now_text = format_millis(now)
+        self.now_text = format_millis(now) if now_text is None else now_text
         self.outbox = outbox
         self.wants_record = wants_record
         self.written = False
@@ -392,12 +394,15 @@ def outbox_keys(ops: list[PendingPut]) -> list[tuple[str, str]]:
 class _Batch:
     """Puts written in one transaction; ``done`` is set once they all have their outcome."""
 
-    __slots__ = ("captain", "done", "failure", "ops", "sealed", "size")
+    __slots__ = ("captain", "done", "failure", "ops", "sealed", "size", "turn")
 
     def __init__(self) -> None:
         self.ops: list[PendingPut] = []
         self.size = 0  # the ops' values' bytes
         self.done = anyio.Event()
+        # Set when the batch before is done, before its ``done``: the captain wakes ahead of
+        # that batch's puts, so the writer thread is idle as briefly as possible.
+        self.turn = anyio.Event()
         self.sealed = False  # writing started: no put may join or leave any more
         self.captain = True  # False once the put that was to write this batch was cancelled
         self.failure: StorageError | None = None  # why the transaction did not commit
@@ -411,9 +416,11 @@ class WriteBatcher:
     background task. Submissions join the newest batch until it would exceed
     :data:`MAX_BATCH` ops or :data:`MAX_BATCH_BYTES`, or is being written (a submission larger
     than that gets a batch of its own). The first submission of a batch is its *captain*: it
-    waits until the batch before has been written, yields once so that submissions started in
-    the same event-loop turn can join, then writes the batch (shielded from cancellation, so
-    that no batch is left half-done) and wakes every submission in it. So the callers
+    waits until the batch before has been written (its turn comes ahead of that batch's
+    submissions, so the writer is idle as briefly as possible), or when nothing was being
+    written yields once so that submissions started in the same event-loop turn can join,
+    then writes the batch (shielded from cancellation, so that no batch is left half-done)
+    and wakes every submission in it. So the callers
     themselves are the writer: nothing needs an owner task group, a backend can be opened and
     closed from any task, and no task is left running that nobody awaits. A submission
     cancelled before its batch is sealed is withdrawn whole; if it was the captain, the writer
@@ -449,39 +456,50 @@ class WriteBatcher:
                 raise
             return batch.failure
 
-        before = batch
         batch = _Batch()
         batch.ops += ops
         batch.size = size
         batches.append(batch)
-        if before is not None:
-            try:
-                await before.done.wait()
-            except BaseException:
-                if before.done.is_set():
-                    await self._run(batch)  # our turn had come: the batch must be written
-                else:
-                    _withdraw(batch, ops)
-                    batch.captain = False
-                raise
+        if len(batches) == 1:
+            # Nothing is being written: yield once so that submissions started in this
+            # event-loop turn join the batch, rather than each writing its own.
+            batch.turn.set()
+            await self._run(batch, settle=True)
+            return batch.failure
+        try:
+            await batch.turn.wait()
+        except BaseException:
+            if batch.turn.is_set():
+                await self._run(batch)  # our turn had come: the batch must be written
+            else:
+                _withdraw(batch, ops)
+                batch.captain = False
+            raise
+        # The batch gathered submissions all the while the one before was written: write it
+        # now, without yielding to the tasks woken by that one's end.
         await self._run(batch)
         return batch.failure
 
-    async def _run(self, batch: _Batch) -> None:
-        """Write ``batch``, then any following batches whose captain was cancelled."""
+    async def _run(self, batch: _Batch, *, settle: bool = False) -> None:
+        """Write ``batch``, then any following batches whose captain was cancelled; give the
+        next captain its turn. ``settle``: yield once before sealing the batch."""
         with anyio.CancelScope(shield=True):
             while True:
-                await anyio.lowlevel.checkpoint()
+                if settle:
+                    await anyio.lowlevel.checkpoint()
                 batch.sealed = True
                 try:
                     if batch.ops:
                         batch.failure = await self._write_batch(batch.ops)
                 finally:
                     self._batches.popleft()
+                    following = self._batches[0] if self._batches else None
+                    if following is not None:
+                        following.turn.set()
                     batch.done.set()
-                if not self._batches or self._batches[0].captain:
+                if following is None or following.captain:
                     return
-                batch = self._batches[0]
+                batch, settle = following, False
 
     async def _write_batch(self, batch: list[PendingPut]) -> StorageError | None:
         try:
