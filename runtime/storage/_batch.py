@@ -293,10 +293,16 @@ def plan_batch(
                 continue
         if ident in fresh:
             # A later put to a key planned as fresh: give it its state and plan it the long way.
-            row = fresh.pop(ident)
+            planned = fresh.pop(ident)
             states[ident] = _KeyState(
-                None, row.data_json, False, json_size(row.data_json), "replace", row.created_at,
-                row.updated_at, True,
+                None,
+                planned.data_json,
+                False,
+                json_size(planned.data_json),
+                "replace",
+                planned.created_at,
+                planned.updated_at,
+                True,
             )
         if ident in states:
             state = states[ident]
