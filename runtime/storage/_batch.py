@@ -60,10 +60,10 @@ class PendingPut:
 
     ``text`` is the value's compact JSON and ``size`` its UTF-8 size; ``now`` is the write
     time in milliseconds since the epoch and ``now_text`` the same time formatted (by
-    :func:`format_millis` unless given); ``outbox``
-    asks for an outbox row in the same transaction, written only if the put itself is (see
-    :func:`outbox_keys`); ``wants_record`` asks :func:`plan_batch` to keep what
-    :meth:`record` needs (a put whose caller ignores its record skips reading the stored row).
+    :func:`format_millis` unless given); ``outbox`` asks for an outbox row in the same
+    transaction, written only if the put itself is (see :func:`outbox_keys`); ``wants_record``
+    asks :func:`plan_batch` to keep what :meth:`record` needs (a put whose caller ignores its
+    record skips reading the stored row).
 
     The batch's writer sets ``error`` (refused, or the transaction failed) or ``written``.
     """
@@ -426,11 +426,11 @@ class WriteBatcher:
     submissions, so the writer is idle as briefly as possible), or when nothing was being
     written yields once so that submissions started in the same event-loop turn can join,
     then writes the batch (shielded from cancellation, so that no batch is left half-done)
-    and wakes every submission in it. So the callers
-    themselves are the writer: nothing needs an owner task group, a backend can be opened and
-    closed from any task, and no task is left running that nobody awaits. A submission
-    cancelled before its batch is sealed is withdrawn whole; if it was the captain, the writer
-    of the batch before writes this one too. Cancelled later, it is written all the same.
+    and wakes every submission in it. So the callers themselves are the writer: nothing needs
+    an owner task group, a backend can be opened and closed from any task, and no task is left
+    running that nobody awaits. A submission cancelled before its batch is sealed is withdrawn
+    whole; if it was the captain, the writer of the batch before writes this one too.
+    Cancelled later, it is written all the same.
     """
 
     def __init__(self, write: Callable[[list[PendingPut]], Awaitable[None]]) -> None:
