@@ -144,3 +144,27 @@ def test_two_serve_processes_on_one_postgres_without_loss_and_with_one_rate_limi
     admitted = sum(chunk.count(200) for chunk in results)
     assert sum(chunk.count(429) for chunk in results) == 160 - admitted
     assert 30 <= admitted <= 30 * seconds
+
+
+def test_the_serve_factory_tunes_the_garbage_collector_and_embedding_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``brickrun serve``'s worker factory raises the collector's thresholds for the server
+    process (SERVE_GC_THRESHOLD); ``create_app``, for embedding in a host, leaves the host's."""
+    import gc
+
+    from brickrun.server import create_app
+    from brickrun.server._app import SERVE_GC_THRESHOLD, app_from_env
+    from brickrun.server._config import ServerConfig
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # nothing in the real one
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        create_app(ServerConfig(database_url=f"sqlite:///{tmp_path}/embedded.sqlite"))
+        assert gc.get_threshold() == (700, 10, 10)
+        monkeypatch.setenv("BRICKRUN_DB_URL", f"sqlite:///{tmp_path}/served.sqlite")
+        app_from_env()
+        assert gc.get_threshold() == SERVE_GC_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
